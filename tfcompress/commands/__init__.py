@@ -1,0 +1,1 @@
+"""Subcommands of the ``tfcompress`` command line, grouped by the package they call."""

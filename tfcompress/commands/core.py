@@ -1,0 +1,124 @@
+"""The spine's subcommands: ``train``, ``convert``, ``eval``, ``report``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _devices(value: str) -> int | list[str]:
+    return int(value) if value.isdigit() else [name.strip() for name in value.split(",") if name.strip()]
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data DIR``: shared by every subcommand that reads images."""
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="class-per-folder image folder (default: $TFCOMPRESS_DATA, then ../shared/datasets/flowers5)",
+    )
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
+    """``-o/--output FILE`` and ``--force``."""
+    parser.add_argument("-o", "--output", required=True, metavar=f"OUT{suffix}", help=f"the {suffix} file to write")
+    parser.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tfcompress.training import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model,
+        image_size=args.image_size,
+        width=args.width,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    train(
+        args.output,
+        args.data,
+        config,
+        devices=args.devices,
+        backup_dir=args.backup_dir,
+        force=args.force,
+        limit=args.limit,
+    )
+    print(f"wrote {args.output}")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from tfcompress.convert import convert
+
+    path = convert(args.model, args.output, int8=args.int8, calibration_data=args.calibration_data, force=args.force)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from tfcompress.evaluate import evaluate, save_result
+
+    result = evaluate(args.model, args.data, args.split, threads=args.threads, runs=args.runs, limit=args.limit)
+    print(
+        f"{result.model}: top-1 {100 * result.accuracy:.2f}% on {result.images} {result.split} images, "
+        f"{result.size_bytes:,} bytes, latency median {result.latency_ms_median:.2f} ms "
+        f"(p90 {result.latency_ms_p90:.2f}) at {result.threads} thread(s) [{result.runtime}]"
+    )
+    if args.json:
+        save_result(result, args.json, force=args.force)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from tfcompress.report import report
+
+    table, figure = report(args.results, args.output, force=args.force)
+    print(table.read_text())
+    print(f"wrote {table} and {figure}")
+
+
+def add_commands(subparsers) -> None:
+    """Add ``train``, ``convert``, ``eval`` and ``report``."""
+    train = subparsers.add_parser("train", help="train a zoo model on an image folder")
+    train.add_argument(
+        "--model", default="resnet18", help="zoo model: resnet8, resnet14, resnet18, mobilenet_v2, vgg, ..."
+    )
+    train.add_argument("--width", type=int, default=32, help="base width of the model")
+    train.add_argument("--image-size", type=int, default=96)
+    train.add_argument("--epochs", type=int, default=80)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--learning-rate", type=float, default=0.1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--devices",
+        type=_devices,
+        help="N devices (MirroredStrategy; N logical CPUs without a GPU) or a list like /cpu:0,/cpu:1",
+    )
+    train.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
+    train.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
+    add_data_argument(train)
+    add_output_arguments(train, ".keras")
+    train.set_defaults(handler=_train)
+
+    convert = subparsers.add_parser("convert", help="convert a .keras model to .tflite (float or int8)")
+    convert.add_argument("model", metavar="IN.keras")
+    convert.add_argument("--int8", action="store_true", help="full-integer post-training quantization")
+    convert.add_argument("--calibration-data", metavar="DIR", help="image folder whose train split calibrates int8")
+    add_output_arguments(convert, ".tflite")
+    convert.set_defaults(handler=_convert)
+
+    evaluate = subparsers.add_parser("eval", help="top-1, size and latency of a .keras or .tflite model")
+    evaluate.add_argument("model", metavar="MODEL")
+    add_data_argument(evaluate)
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--threads", type=int, default=1)
+    evaluate.add_argument("--runs", type=int, default=50, help="timed batch-1 runs for the latency")
+    evaluate.add_argument("--limit", type=int, help="evaluate only this many images")
+    evaluate.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
+    evaluate.add_argument("--force", action="store_true", help="overwrite the JSON file if it exists")
+    evaluate.set_defaults(handler=_eval)
+
+    report = subparsers.add_parser("report", help="markdown table and accuracy plots from eval JSON files")
+    report.add_argument("results", nargs="+", metavar="RESULT.json")
+    report.add_argument("-o", "--output", required=True, metavar="DIR")
+    report.add_argument("--force", action="store_true", help="overwrite report files in DIR")
+    report.set_defaults(handler=_report)

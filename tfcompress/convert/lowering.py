@@ -1,0 +1,67 @@
+"""Lowering rules: how a custom Keras layer becomes TFLite ops at conversion time.
+
+A compression method registers one rule per layer class it owns::
+
+    register_lowering(BinaryConv2D, lower_binary_conv2d)
+
+A rule is ``rule(layer, inputs) -> outputs``: it is called instead of ``layer.call`` while
+the converter traces the model, and emits whatever graph the ``.tflite`` should contain
+(typically a ``tf.function`` with ``experimental_implements`` that the converter fuses
+into one ``CUSTOM`` op). The converter looks rules up by layer class only; it knows no
+method by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import keras
+
+LoweringRule = Callable[..., object]
+_RULES: dict[type, LoweringRule] = {}
+
+
+def register_lowering(layer_class: type, rule: LoweringRule) -> None:
+    """Use ``rule(layer, inputs, **call_kwargs)`` for every ``layer_class`` layer when converting."""
+    _RULES[layer_class] = rule
+
+
+def lowering_rule(layer: keras.layers.Layer) -> LoweringRule | None:
+    """The rule registered for ``layer``'s class or its nearest registered base class."""
+    for cls in type(layer).__mro__:
+        if cls in _RULES:
+            return _RULES[cls]
+    return None
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)]
+
+
+@contextlib.contextmanager
+def lowered(model: keras.Model) -> Iterator[list[keras.layers.Layer]]:
+    """Within the block, layers with a rule run their rule instead of ``call``.
+
+    The rule is bound on the layer instance and removed on exit, so the model is the same
+    object with the same behaviour afterwards. Yields the layers that were lowered.
+    """
+    patched = []
+    try:
+        for layer in _all_layers(model):
+            rule = lowering_rule(layer)
+            if rule is None:
+                continue
+            layer.call = _bind(rule, layer)
+            patched.append(layer)
+        yield patched
+    finally:
+        for layer in patched:
+            del layer.call
+
+
+def _bind(rule: LoweringRule, layer: keras.layers.Layer):
+    def call(inputs, *args, **kwargs):
+        return rule(layer, inputs, *args, **kwargs)
+
+    return call
