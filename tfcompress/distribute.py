@@ -34,6 +34,16 @@ def split_cpu(count: int) -> None:
         raise TfcompressError(f"cannot split the CPU into {count} devices after TensorFlow started: {error}") from error
 
 
+def _short_name(device: str) -> str:
+    """``/job:localhost/replica:0/task:0/device:CPU:0`` and ``/cpu:0`` both become ``cpu:0``."""
+    return device.rsplit("device:", 1)[-1].lstrip("/").lower()
+
+
+def _short_name(device: str) -> str:
+    """``/job:localhost/replica:0/task:0/device:CPU:0`` and ``/cpu:0`` both become ``cpu:0``."""
+    return device.rsplit("device:", 1)[-1].lstrip("/").lower()
+
+
 def get_strategy(devices: int | Sequence[str] | None = None):
     """Return a ``MirroredStrategy`` over ``devices``, or the default strategy for one device.
 
@@ -59,11 +69,9 @@ def get_strategy(devices: int | Sequence[str] | None = None):
             names = [f"/cpu:{i}" for i in range(devices)]
     else:
         names = list(devices)
-    known = {
-        d.name.lower().replace("/job:localhost/replica:0/task:0/device:", "/") for d in tf.config.list_logical_devices()
-    }
+    known = {_short_name(d.name) for d in tf.config.list_logical_devices()}
     for name in names:
-        if name.lower() not in known:
+        if _short_name(name) not in known:
             raise TfcompressError(f"unknown device {name!r}; available: {', '.join(sorted(known))}")
     if len(names) == 1:
         return tf.distribute.OneDeviceStrategy(names[0])

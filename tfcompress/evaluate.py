@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,7 +88,16 @@ class KerasClassifier:
 
         from tfcompress.convert import load_keras_model
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already started in this process: its setting stays
+            current = tf.config.threading.get_intra_op_parallelism_threads()
+            if current != threads:
+                warnings.warn(
+                    f"TensorFlow is already running with {current or 'all'} intra-op threads; "
+                    f"Keras latency is not measured at {threads} thread(s)",
+                    stacklevel=2,
+                )
         self.model = load_keras_model(path)
         self.input = {"shape": (1, *self.model.inputs[0].shape[1:])}
         self._serve = tf.function(lambda x: self.model(x, training=False))

@@ -73,6 +73,41 @@ def _one_hot_dataset(image_set: ImageSet, batch_size: int, training: bool, seed:
     return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
 
 
+class ValidationAccuracy(keras.callbacks.Callback):
+    """Adds ``val_accuracy`` to the epoch logs, computed outside any distribution strategy.
+
+    Keras 3 under ``MirroredStrategy`` fails on a final validation batch that does not split
+    evenly across replicas; running the forward pass in the cross-replica context on the
+    whole validation set avoids that and drops no image. Place it before callbacks that
+    read ``val_accuracy`` (e.g. ``ModelCheckpoint``).
+    """
+
+    def __init__(self, images, labels, batch_size: int = 64):
+        super().__init__()
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self._forward = None
+
+    def accuracy(self) -> float:
+        import numpy as np
+        import tensorflow as tf
+
+        if self._forward is None:
+            self._forward = tf.function(lambda x: self.model(x, training=False))
+        correct = 0
+        for start in range(0, len(self.labels), self.batch_size):
+            batch = tf.constant(self.images[start : start + self.batch_size], tf.float32)
+            predicted = np.argmax(self._forward(batch).numpy(), axis=1)
+            correct += int(np.sum(predicted == self.labels[start : start + self.batch_size]))
+        return correct / len(self.labels)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = self.accuracy()
+        if logs is not None:
+            logs["val_accuracy"] = value
+
+
 def train(
     output: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
@@ -113,17 +148,17 @@ def train(
         )
         compile_for_training(model, config, steps_per_epoch)
     train_data = _one_hot_dataset(train_set, batch_size, True, config.seed)
-    val_data = _one_hot_dataset(val_set, batch_size, False, config.seed)
     with tempfile.TemporaryDirectory() as scratch:
         best_path = Path(scratch) / "best.weights.h5"
         callbacks: list[keras.callbacks.Callback] = [
+            ValidationAccuracy(val_set.images, val_set.labels, batch_size),
             keras.callbacks.ModelCheckpoint(
                 best_path, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
-            )
+            ),
         ]
         if backup_dir is not None:
             callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-        model.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+        model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
         model.load_weights(best_path)
     with atomic_output(output, force) as tmp:
         model.save(tmp)

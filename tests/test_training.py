@@ -1,0 +1,75 @@
+"""tfcompress.training: the recipe trains, keeps the best weights, resumes, and mirrors."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from tfcompress.errors import TfcompressError
+from tfcompress.training import TrainConfig, train
+
+TINY = TrainConfig(model="resnet8", image_size=16, width=4, epochs=2, batch_size=4, warmup_epochs=1)
+
+
+def test_train_under_mirrored_strategy_writes_a_loadable_model(image_folder, tmp_path):
+    output = tmp_path / "tiny.keras"
+    model = train(output, image_folder, TINY, devices=2, verbose=0)
+    loaded = keras.models.load_model(output)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_train_updates_the_weights(image_folder, tmp_path):
+    keras.utils.set_random_seed(TINY.seed)
+    from tfcompress.models import build_model
+
+    initial = build_model("resnet8", num_classes=3, image_size=16, width=4).get_weights()
+    trained = train(tmp_path / "m.keras", image_folder, TINY, verbose=0).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(initial, trained, strict=True))
+
+
+def test_train_refuses_to_overwrite_without_force(image_folder, tmp_path):
+    output = tmp_path / "exists.keras"
+    output.write_text("precious")
+    with pytest.raises(TfcompressError, match="already exists"):
+        train(output, image_folder, TINY, verbose=0)
+    assert output.read_text() == "precious"
+
+
+def test_interrupted_training_resumes_from_backup(image_folder, tmp_path):
+    backup = tmp_path / "backup"
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    import tfcompress.training as training
+
+    original_fit = keras.Model.fit
+
+    def interrupted_fit(self, *args, callbacks=None, **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, StopAfterFirstEpoch()], **kwargs)
+
+    keras.Model.fit = interrupted_fit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            training.train(tmp_path / "a.keras", image_folder, TINY, backup_dir=backup, verbose=0)
+    finally:
+        keras.Model.fit = original_fit
+    assert any(backup.iterdir()), "no resumable state was kept"
+    seen_epochs = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen_epochs.append(epoch)
+
+    def recording_fit(self, *args, callbacks=None, **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, Record()], **kwargs)
+
+    keras.Model.fit = recording_fit
+    try:
+        training.train(tmp_path / "a.keras", image_folder, TINY, backup_dir=backup, verbose=0)
+    finally:
+        keras.Model.fit = original_fit
+    assert seen_epochs == [1], f"resumed run should start at epoch 1, ran {seen_epochs}"
