@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfcompress.distribute import split_cpu  # noqa: E402
+from tfcompress.distribute import split_cpu
 
 split_cpu(2)
 

@@ -36,7 +36,7 @@ def test_corrupt_tflite_is_a_clear_error(tmp_path, tiny_files):
     _, _, tflite_path = tiny_files
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(tflite_path.read_bytes()[:200])
-    with pytest.raises(ModelFileError, match="corrupt.tflite"):
+    with pytest.raises(ModelFileError, match=r"corrupt\.tflite"):
         Interpreter(corrupt)
     with pytest.raises(ModelFileError, match="does not exist"):
         Interpreter(tmp_path / "missing.tflite")
@@ -66,7 +66,7 @@ def test_model_needing_our_ops_without_the_library_is_a_clear_error(monkeypatch,
     finally:
         del _RULES[Negate]
     monkeypatch.setenv("TFCOMPRESS_OPS_LIBRARY", "/nonexistent/libtfcompress_ops.so")
-    with pytest.raises(TfcompressError, match="TfcTestNegate.*not built"):
+    with pytest.raises(TfcompressError, match=r"TfcTestNegate.*not built"):
         Interpreter(model_content=content)
 
 
@@ -109,5 +109,5 @@ def test_report_rejects_a_result_without_the_keys(tmp_path):
 def test_eval_rejects_an_unknown_file_kind(tmp_path):
     other = tmp_path / "model.onnx"
     other.write_bytes(b"x")
-    with pytest.raises(ModelFileError, match="expected a .tflite or .keras"):
+    with pytest.raises(ModelFileError, match=r"expected a \.tflite or \.keras"):
         evaluate(other)

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from tfcompress import __version__
 from tfcompress.errors import TfcompressError
 
-COMMAND_PROVIDERS = ("tfcompress.commands.core",)
+COMMAND_PROVIDERS = (
+    "tfcompress.commands.core",
+    "tfcompress.commands.pq",
+    "tfcompress.commands.distill",
+    "tfcompress.commands.binary",
+    "tfcompress.commands.lowrank",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
