@@ -38,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     warmup_epochs: int = 3
+    mixup: float = 0.0
     seed: int = 0
 
 
@@ -65,12 +66,31 @@ def compile_for_training(model: keras.Model, config: TrainConfig, steps_per_epoc
     )
 
 
-def _one_hot_dataset(image_set: ImageSet, batch_size: int, training: bool, seed: int):
+def mixup_batch(images, labels, alpha: float):
+    """Mixup (Zhang et al. 2018): ``x = l x_i + (1 - l) x_j``, ``y = l y_i + (1 - l) y_j``, ``l ~ Beta(a, a)``.
+
+    One ``l`` per batch; ``j`` is a random permutation of the batch.
+    """
+    import tensorflow as tf
+
+    first = tf.random.gamma([], alpha)
+    second = tf.random.gamma([], alpha)
+    weight = first / (first + second)
+    order = tf.random.shuffle(tf.range(tf.shape(images)[0]))
+    images = weight * images + (1.0 - weight) * tf.gather(images, order)
+    labels = weight * labels + (1.0 - weight) * tf.gather(labels, order)
+    return images, labels
+
+
+def _one_hot_dataset(image_set: ImageSet, batch_size: int, training: bool, seed: int, mixup: float = 0.0):
     import tensorflow as tf
 
     classes = len(image_set.class_names)
     dataset = make_dataset(image_set, batch_size, training=training, seed=seed)
-    return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
+    dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
+    if training and mixup > 0:
+        dataset = dataset.map(lambda x, y: mixup_batch(x, y, mixup))
+    return dataset
 
 
 class ValidationAccuracy(keras.callbacks.Callback):
@@ -116,6 +136,7 @@ def train(
     backup_dir: str | os.PathLike | None = None,
     force: bool = False,
     limit: int | None = None,
+    init_from: str | os.PathLike | None = None,
     verbose: int | str = "auto",
 ) -> keras.Model:
     """Train ``config.model`` on ``data_dir`` and save the best-validation model to ``output``.
@@ -129,6 +150,8 @@ def train(
             (``keras.callbacks.BackupAndRestore``); ``None`` for no resuming.
         force: overwrite ``output`` if it exists.
         limit: use only the first ``limit`` images of each split (quick runs, tests).
+        init_from: a ``.keras`` model of the same architecture whose weights start the run
+            (a second cosine cycle, i.e. a warm restart as in SGDR).
         verbose: Keras verbosity (progress bars by default).
 
     Returns:
@@ -146,8 +169,12 @@ def train(
         model = build_model(
             config.model, num_classes=len(train_set.class_names), image_size=config.image_size, width=config.width
         )
+        if init_from is not None:
+            from tfcompress.convert import load_keras_model
+
+            model.set_weights(load_keras_model(init_from).get_weights())
         compile_for_training(model, config, steps_per_epoch)
-    train_data = _one_hot_dataset(train_set, batch_size, True, config.seed)
+    train_data = _one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
     with tempfile.TemporaryDirectory() as scratch:
         best_path = Path(scratch) / "best.weights.h5"
         callbacks: list[keras.callbacks.Callback] = [
@@ -160,6 +187,14 @@ def train(
             callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
         model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
         model.load_weights(best_path)
-    with atomic_output(output, force) as tmp:
-        model.save(tmp)
+    save_for_inference(model, output, force)
     return model
+
+
+def save_for_inference(model: keras.Model, output: str | os.PathLike, force: bool = False) -> Path:
+    """Save ``model``'s architecture and weights as ``.keras`` without optimizer state (half the bytes)."""
+    plain = model.__class__.from_config(model.get_config())  # uncompiled: no optimizer state
+    plain.set_weights(model.get_weights())
+    with atomic_output(output, force) as tmp:
+        plain.save(tmp)
+    return Path(output)
