@@ -42,9 +42,11 @@ def _runtime_module(name: str):
         from tflite_runtime import interpreter
 
         return interpreter
+    import types
+
     import tensorflow as tf
 
-    return tf.lite
+    return types.SimpleNamespace(Interpreter=tf.lite.Interpreter, load_delegate=tf.lite.experimental.load_delegate)
 
 
 def available_runtimes() -> list[str]:
