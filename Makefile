@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tfcompress-installed
 DEMO_DIR := out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean native-aarch64 pi-check
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,19 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The op library cross-compiled for aarch64 (Raspberry Pi OS, with the NEON kernels).
+# Needs: apt-get install g++-aarch64-linux-gnu
+CMAKE ?= cmake
+native-aarch64:
+	$(CMAKE) -S converters -B build/native-aarch64 -DCMAKE_BUILD_TYPE=Release \
+		-DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/converters/cmake/aarch64-linux-gnu.cmake
+	$(CMAKE) --build build/native-aarch64 --parallel
+
+# The Pi app on aarch64 under qemu-user emulation vs the same app on x86, on a few flowers5
+# test images; the record goes to build/pi-check/. Needs: apt-get install qemu-user-static
+pi-check: setup native-aarch64
+	$(PY) android_demo/raspberry_pi/tools/pi_check.py --ops-library-aarch64 build/native-aarch64/libtfcompress_ops.so
 
 clean:
 	rm -rf $(VENV) build *.egg-info out

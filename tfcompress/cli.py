@@ -22,6 +22,7 @@ COMMAND_PROVIDERS = (
     "tfcompress.commands.distill",
     "tfcompress.commands.binary",
     "tfcompress.commands.lowrank",
+    "tfcompress.commands.pruning",
 )
 
 

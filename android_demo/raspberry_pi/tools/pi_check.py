@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""`make pi-check`: the Pi app on aarch64 (qemu-user emulation) against the same app on x86.
+
+Steps:
+  1. make_aarch64_root.sh builds (once) an arm64 Debian Python 3.11 and the aarch64 wheels
+     of the app's requirements under build/pi-aarch64/.
+  2. On the emulated aarch64 Python: the machine name, and the kernels the cross-built op
+     library offers and picks (NEON expected).
+  3. For every model: the app (``--json``) on the same flowers5 test images, once with the
+     x86 Python, ai-edge-litert and op library, once under ``qemu-aarch64-static`` with the
+     aarch64 Python, the aarch64 op library and the tflite-runtime 2.14 wheel (the app's
+     fallback runtime). ai-edge-litert 2.3's aarch64 wheel crashes (SIGSEGV) while creating
+     any interpreter under Debian bookworm's qemu-user 7.2, so it is only probed and the
+     outcome recorded; on a real Pi it is the app's default runtime.
+  4. Each model runs twice on each side: with TFLite's own kernels for the builtin ops
+     (``--no-xnnpack``), and with XNNPACK (the default). With TFLite's kernels the two runs
+     must give the same top-3 classes in the same order for every image, with softmax scores
+     within --tolerance (they come out identical: TFLite's integer kernels are exact on every
+     CPU). With XNNPACK float and custom-op models also agree, but XNNPACK requantizes int8
+     differently on x86 and ARM, so near-tie images may change their top-1 there: that run is
+     recorded (same top-1 count, largest score difference) and only has to stay within
+     --xnnpack-tolerance. Exit status 1 when a required agreement fails.
+
+Everything run and printed goes to build/pi-check/record.md (and record.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent.parent
+REPO = APP_DIR.parent.parent
+CLASSIFY = APP_DIR / "classify.py"
+FLOWERS = (REPO / "../shared/datasets/flowers5").resolve()
+LITERT_PROBE = (
+    "import sys; from ai_edge_litert.interpreter import Interpreter; "
+    "i = Interpreter(model_path=sys.argv[1]); i.allocate_tensors(); i.invoke(); print('ai-edge-litert runs')"
+)
+KERNEL_PROBE = (
+    "import ctypes, platform, sys; lib = ctypes.CDLL(sys.argv[1]); "
+    "lib.tfc_kernels.restype = lib.tfc_default_kernel.restype = ctypes.c_char_p; "
+    "print(f'machine={platform.machine()} kernels={lib.tfc_kernels().decode()} "
+    "default={lib.tfc_default_kernel().decode()}')"
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", help="the .tflite files (default: every models/*.tflite)")
+    parser.add_argument("--images", type=int, default=10, help="flowers5 test images, spread over test.txt")
+    parser.add_argument("--data", default=str(FLOWERS), help="the flowers5 folder")
+    parser.add_argument("--root", default=str(REPO / "build/pi-aarch64"), help="the aarch64 Python and wheels")
+    parser.add_argument("--ops-library-aarch64", default=str(REPO / "build/native-aarch64/libtfcompress_ops.so"))
+    parser.add_argument("--ops-library-x86", default=str(REPO / "tfcompress/_native/libtfcompress_ops.so"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-3,
+        help="largest softmax score difference accepted with TFLite's own kernels",
+    )
+    parser.add_argument(
+        "--xnnpack-tolerance",
+        type=float,
+        default=0.05,
+        help="largest softmax score difference accepted with XNNPACK (int8 requantization differs per CPU)",
+    )
+    parser.add_argument("--out", default=str(REPO / "build/pi-check"))
+    return parser.parse_args()
+
+
+def fail(message: str) -> None:
+    print(f"pi-check: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(command: list[str], env: dict, log: list, check: bool = True) -> subprocess.CompletedProcess:
+    print("$ " + " ".join(command), flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    seconds = time.perf_counter() - start
+    log.append(
+        {
+            "command": command,
+            "rc": result.returncode,
+            "seconds": round(seconds, 1),
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+        }
+    )
+    print(result.stdout, end="", flush=True)
+    if result.returncode != 0 and check:
+        print(result.stderr, file=sys.stderr)
+        fail(f"command failed with status {result.returncode}: {' '.join(command)}")
+    return result
+
+
+def predictions(stdout: str) -> dict[str, list[dict]]:
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return {row["source"]: row["top"] for row in rows if "source" in row}
+
+
+def compare(x86: dict, arm: dict) -> tuple[bool, float, list[str]]:
+    problems, worst = [], 0.0
+    if list(x86) != list(arm):
+        problems.append("the two runs classified different images")
+    for source in x86.keys() & arm.keys():
+        a, b = x86[source], arm[source]
+        if [t["index"] for t in a] != [t["index"] for t in b]:
+            problems.append(f"{source}: x86 {[t['label'] for t in a]} vs aarch64 {[t['label'] for t in b]}")
+        worst = max([worst] + [abs(s["score"] - t["score"]) for s, t in zip(a, b, strict=False)])
+    return not problems, worst, problems
+
+
+def main() -> int:
+    args = parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    if qemu is None:
+        fail("qemu-aarch64-static not found: apt-get install qemu-user-static")
+    arm_library = Path(args.ops_library_aarch64)
+    if not arm_library.is_file():
+        fail(f"{arm_library} not found: run `make native-aarch64` (needs g++-aarch64-linux-gnu)")
+    models = [Path(m) for m in args.models] if args.models else sorted((REPO / "models").glob("*.tflite"))
+    if not models:
+        fail("no models: pass --models or put .tflite files in models/")
+    subprocess.run(
+        ["sh", str(APP_DIR / "tools/make_aarch64_root.sh"), args.root],
+        check=True,
+        env={**os.environ, "HOST_PYTHON": sys.executable},
+    )
+    root = Path(args.root).resolve()
+    arm_python = [qemu, "-L", str(root / "root"), str(root / "root/usr/bin/python3.11")]
+    arm_env = {**os.environ, "PYTHONPATH": str(root / "site-tflite-runtime"), "PYTHONDONTWRITEBYTECODE": "1"}
+    litert_env = {**arm_env, "PYTHONPATH": str(root / "site")}
+    x86_env = {**os.environ}
+    for env in (arm_env, x86_env):
+        env.pop("TFCOMPRESS_OPS_LIBRARY", None)
+
+    entries = [line.strip() for line in (Path(args.data) / "test.txt").read_text().splitlines() if line.strip()]
+    step = max(len(entries) // args.images, 1)
+    chosen = entries[::step][: args.images]
+    image_list = out / "images.txt"
+    image_list.write_text("".join(f"{Path(args.data) / e}\n" for e in chosen))
+
+    log: list[dict] = []
+    probe = run([*arm_python, "-c", KERNEL_PROBE, str(arm_library)], arm_env, log).stdout.strip()
+    litert = run([*arm_python, "-X", "faulthandler", "-c", LITERT_PROBE, str(models[0])], litert_env, log, check=False)
+    crash = " | ".join(line.strip() for line in litert.stderr.splitlines() if "Fatal" in line or "File " in line)
+    litert_probe = "runs" if litert.returncode == 0 else f"exit {litert.returncode}: {crash or litert.stderr[-300:]}"
+    print(f"ai-edge-litert under emulation: {litert_probe}", flush=True)
+    results = []
+    for model in models:
+        for kernels, extra in (("TFLite builtin", ["--no-xnnpack"]), ("XNNPACK", [])):
+            common = ["--model", str(model), "--list", str(image_list), "--json", "--threads", str(args.threads)]
+            common += ["--labels", str(REPO / "models/labels.txt"), *extra]
+            x86 = [sys.executable, str(CLASSIFY), *common, "--ops-library", args.ops_library_x86]
+            arm = [
+                *arm_python,
+                str(CLASSIFY),
+                *common,
+                "--runtime",
+                "tflite_runtime",
+                "--ops-library",
+                str(arm_library),
+            ]
+            x86_pred = predictions(run(x86, x86_env, log).stdout)
+            arm_pred = predictions(run(arm, arm_env, log).stdout)
+            same, worst, problems = compare(x86_pred, arm_pred)
+            # TFLite's own kernels are integer-exact on every CPU: their results must agree.
+            # XNNPACK requantizes int8 differently on x86 and ARM: near-ties may flip there.
+            required = kernels == "TFLite builtin"
+            passed = (same and worst <= args.tolerance) if required else worst <= args.xnnpack_tolerance
+            results.append(
+                {
+                    "model": str(model),
+                    "kernels": kernels,
+                    "images": len(x86_pred),
+                    "same_top_k": same,
+                    "same_top_1": sum(x86_pred[k][0]["index"] == arm_pred[k][0]["index"] for k in x86_pred),
+                    "max_score_difference": worst,
+                    "passed": passed,
+                    "problems": problems,
+                }
+            )
+            verdict = "same predictions" if same else "DIFFERENT predictions"
+            print(
+                f"== {model.name} ({kernels} kernels): {verdict} on {len(x86_pred)} images; "
+                f"max score difference {worst:.2e}",
+                flush=True,
+            )
+    ok = all(r["passed"] for r in results)
+    record = {
+        "ok": ok,
+        "aarch64_probe": probe,
+        "ai_edge_litert_probe": litert_probe,
+        "qemu": qemu,
+        "results": results,
+        "runs": log,
+    }
+    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        "# pi-check record",
+        "",
+        f"Result: {'PASS' if ok else 'FAIL'}",
+        "",
+        f"aarch64 probe: `{probe}`",
+        "",
+        f"ai-edge-litert (aarch64 wheel) under emulation: `{litert_probe}`",
+        "",
+    ]
+    lines += [
+        "| model | builtin-op kernels | images | same top-1 | same top-3 (order) | max score difference | passed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {Path(r['model']).name} | {r['kernels']} | {r['images']} | {r['same_top_1']}/{r['images']} "
+        f"| {r['same_top_k']} | {r['max_score_difference']:.2e} | {r['passed']} |"
+        for r in results
+    ]
+    lines += ["", "Differences:"] + [
+        f"- {Path(r['model']).name}, {r['kernels']}: {p}" for r in results for p in r["problems"]
+    ]
+    for entry in log:
+        lines += [
+            "",
+            f"$ {' '.join(entry['command'])}   (exit {entry['rc']}, {entry['seconds']} s)",
+            "```",
+            entry["stdout"].rstrip(),
+            "```",
+        ]
+    (out / "record.md").write_text("\n".join(lines) + "\n")
+    print(f"pi-check: {'PASS' if ok else 'FAIL'}; record in {out / 'record.md'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

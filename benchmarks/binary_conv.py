@@ -1,0 +1,210 @@
+"""Binary conv / dense ops vs XNNPACK float and int8 on the same layers, side by side.
+
+    nice -n 5 .venv/bin/python benchmarks/binary_conv.py [--rounds 15] [--force]
+
+For each layer (batch 1): our ``TfcBinaryConv2D`` / ``TfcBinaryDense`` (float in, float out:
+binarization, XOR + popcount and the output transform all counted), the same layer as a
+float ``Conv2D`` / ``Dense`` and as full-integer int8, each converted with
+:func:`tfcompress.convert.to_tflite` and run by :func:`tfcompress.runtime.Interpreter`
+(ai-edge-litert; XNNPACK runs the float and int8 ops). ``int8`` is the file as
+``to_tflite`` makes it (uint8 input quantized in the graph, float output dequantized);
+``int8 op only`` is the same conversion with int8 input and output, i.e. the conv alone,
+the stricter baseline. Every model is timed at 1 and 2 threads; the models of one layer
+are interleaved round by round so they share the machine's noise; each round times
+``--per-round`` single invokes of each model, and the figure is the median of all those
+single-invoke times (ms), which a preempted invoke does not move.
+
+Writes ``benchmarks/results/binary_conv.json`` and ``binary_conv.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from tfcompress import native, runtime
+from tfcompress.binary import BinaryConv2D, BinaryDense
+from tfcompress.convert import to_tflite
+from tfcompress.fileio import write_text_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# name, input shape (without batch), filters/units, kernel, stride
+LAYERS = [
+    ("conv 56x56x64 -> 64, 3x3 same", (56, 56, 64), 64, 3, 1),
+    ("conv 28x28x128 -> 128, 3x3 same", (28, 28, 128), 128, 3, 1),
+    ("conv 14x14x256 -> 256, 3x3 same", (14, 14, 256), 256, 3, 1),
+    ("conv 14x14x256 -> 256, 3x3 same stride 2", (14, 14, 256), 256, 3, 2),
+    ("dense 1024 -> 1024", (1024,), 1024, None, None),
+]
+BINARY_ARGS = {"input_quantizer": "ste_sign", "kernel_quantizer": "magnitude_aware_sign"}
+
+
+def _models(shape, units, kernel, stride) -> dict[str, keras.Model]:
+    inputs = keras.Input(shape)
+    if kernel is None:
+        binary = BinaryDense(units, **BINARY_ARGS)(inputs)
+        plain = keras.layers.Dense(units)(inputs)
+    else:
+        binary = BinaryConv2D(units, kernel, strides=stride, padding="same", pad_values=1.0, **BINARY_ARGS)(inputs)
+        plain = keras.layers.Conv2D(units, kernel, strides=stride, padding="same")(inputs)
+    return {"binary": keras.Model(inputs, binary), "plain": keras.Model(inputs, plain)}
+
+
+def _int8_op_only(model: keras.Model, calibration: np.ndarray) -> bytes:
+    """``to_tflite(int8=True)`` but with int8 input and output: the quantized op alone."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from tfcompress.convert.converter import _configure, _export_saved_model
+
+    with tempfile.TemporaryDirectory() as saved_model:
+        _export_saved_model(model, saved_model)
+        converter = _configure(tf.lite.TFLiteConverter.from_saved_model(saved_model), model, True, calibration)
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        return converter.convert()
+
+
+def _files(shape, units, kernel, stride, rng) -> dict[str, bytes]:
+    models = _models(shape, units, kernel, stride)
+    calibration = rng.standard_normal((16, *shape)).astype(np.float32)
+    return {
+        "ours (binary)": to_tflite(models["binary"]),
+        "XNNPACK float": to_tflite(models["plain"]),
+        "XNNPACK int8": to_tflite(models["plain"], int8=True, calibration=calibration),
+        "XNNPACK int8 op only": _int8_op_only(models["plain"], calibration),
+    }
+
+
+def _interpreter(content: bytes, threads: int, rng):
+    interpreter = runtime.Interpreter(model_content=content, num_threads=threads, runtime="ai_edge_litert")
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] == np.float32:
+        value = rng.standard_normal(detail["shape"]).astype(np.float32)
+    else:
+        info = np.iinfo(detail["dtype"])
+        value = rng.integers(info.min, info.max, detail["shape"]).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    return interpreter
+
+
+def _invoke_ms(interpreter, invokes: int) -> list[float]:
+    """Wall time of each of ``invokes`` single invokes, in ms."""
+    times = []
+    for _ in range(invokes):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def measure(rounds: int, per_round: int) -> dict:
+    rng = np.random.default_rng(0)
+    rows = []
+    progress = keras.utils.Progbar(len(LAYERS) * 2, unit_name="layer x threads")
+    for name, shape, units, kernel, stride in LAYERS:
+        files = _files(shape, units, kernel, stride, rng)
+        for threads in (1, 2):
+            interpreters = {label: _interpreter(content, threads, rng) for label, content in files.items()}
+            for interpreter in interpreters.values():  # warm up caches and thread pools
+                _invoke_ms(interpreter, 3)
+            times: dict[str, list[float]] = {label: [] for label in interpreters}
+            for _ in range(rounds):
+                for label, interpreter in interpreters.items():
+                    times[label].extend(_invoke_ms(interpreter, per_round))
+            medians = {label: float(np.median(values)) for label, values in times.items()}
+            fastest = {label: float(np.min(values)) for label, values in times.items()}
+            ours = medians["ours (binary)"]
+            rows.append(
+                {
+                    "layer": name,
+                    "threads": threads,
+                    "median_ms": medians,
+                    "min_ms": fastest,
+                    "bytes": {label: len(content) for label, content in files.items()},
+                    "speedup_vs_float": medians["XNNPACK float"] / ours,
+                    "speedup_vs_int8": medians["XNNPACK int8"] / ours,
+                    "speedup_vs_int8_op_only": medians["XNNPACK int8 op only"] / ours,
+                    "speedup_vs_float_fastest": fastest["XNNPACK float"] / fastest["ours (binary)"],
+                    "speedup_vs_int8_fastest": fastest["XNNPACK int8"] / fastest["ours (binary)"],
+                }
+            )
+            progress.add(1)
+    return {
+        "rows": rows,
+        "kernel": native.default_kernel(),
+        "cpu": _cpu_name(),
+        "machine": platform.machine(),
+        "load_average_at_end": list(os.getloadavg()),
+        "rounds": rounds,
+        "invokes_per_round": per_round,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def to_markdown(result: dict) -> str:
+    labels = list(result["rows"][0]["median_ms"])
+    lines = [
+        "# Binary conv / dense vs XNNPACK float and int8 (batch 1, median ms per invoke)",
+        "",
+        f"CPU: {result['cpu']}; our kernel: `{result['kernel']}`; median of {result['rounds']} interleaved rounds x "
+        f"{result['invokes_per_round']} single invokes; "
+        f"load average at the end {', '.join(f'{v:.1f}' for v in result['load_average_at_end'])} "
+        "(a shared, busy machine: compare within a row, not across runs; the last two columns compare "
+        "each model's fastest single invoke, the least disturbed by other processes).",
+        "",
+        "| layer | threads | " + " | ".join(labels) + " | vs float | vs int8 | vs int8 op only "
+        "| vs float, fastest invokes | vs int8, fastest invokes |",
+        "|---|---|" + "---|" * len(labels) + "---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        cells = " | ".join(f"{row['median_ms'][label]:.3f}" for label in labels)
+        lines.append(
+            f"| {row['layer']} | {row['threads']} | {cells} | {row['speedup_vs_float']:.1f}x | "
+            f"{row['speedup_vs_int8']:.1f}x | {row['speedup_vs_int8_op_only']:.1f}x | "
+            f"{row['speedup_vs_float_fastest']:.1f}x | {row['speedup_vs_int8_fastest']:.1f}x |"
+        )
+    lines += ["", "File bytes (one layer per file):", "", "| layer | " + " | ".join(labels) + " |"]
+    lines.append("|---|" + "---|" * len(labels))
+    for row in result["rows"]:
+        if row["threads"] == 1:
+            lines.append(f"| {row['layer']} | " + " | ".join(str(row["bytes"][label]) for label in labels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds per layer and thread count")
+    parser.add_argument("--per-round", type=int, default=10, help="single invokes timed per model and round")
+    parser.add_argument("--output", default=str(RESULTS / "binary_conv"), help="path without suffix for .json / .md")
+    parser.add_argument("--force", action="store_true", help="overwrite earlier results")
+    args = parser.parse_args()
+    result = measure(args.rounds, args.per_round)
+    write_text_atomic(f"{args.output}.json", json.dumps(result, indent=2) + "\n", args.force)
+    write_text_atomic(f"{args.output}.md", to_markdown(result), args.force)
+    print(to_markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+// Geometry, weight re-layout, the reference kernel and the choice of optimized kernel.
+#include "kernels/binary_conv.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/kernel_sets.h"
+
+namespace tfcompress {
+
+std::string ComputeGeometry(Padding padding, ConvGeometry* g) {
+  if (g->batch < 1 || g->in_h < 1 || g->in_w < 1 || g->in_c < 1)
+    return "input must have positive batch, height, width and channels";
+  if (g->out_c < 1 || g->kernel_h < 1 || g->kernel_w < 1) return "filter must have positive size and channels";
+  if (g->stride_h < 1 || g->stride_w < 1) return "strides must be >= 1";
+  if (g->dilation_h < 1 || g->dilation_w < 1) return "dilation rates must be >= 1";
+  if (g->pad_value != 0 && g->pad_value != 1) return "pad_value must be 0 or 1";
+  const int64_t span_h = static_cast<int64_t>(g->kernel_h - 1) * g->dilation_h + 1;
+  const int64_t span_w = static_cast<int64_t>(g->kernel_w - 1) * g->dilation_w + 1;
+  int64_t out_h, out_w, pad_top = 0, pad_left = 0;
+  if (padding == Padding::kSame) {
+    out_h = (g->in_h + g->stride_h - 1) / g->stride_h;
+    out_w = (g->in_w + g->stride_w - 1) / g->stride_w;
+    pad_top = std::max<int64_t>((out_h - 1) * g->stride_h + span_h - g->in_h, 0) / 2;
+    pad_left = std::max<int64_t>((out_w - 1) * g->stride_w + span_w - g->in_w, 0) / 2;
+  } else {
+    out_h = g->in_h >= span_h ? (g->in_h - span_h) / g->stride_h + 1 : 0;
+    out_w = g->in_w >= span_w ? (g->in_w - span_w) / g->stride_w + 1 : 0;
+  }
+  if (out_h < 1 || out_w < 1) return "the filter (with dilation) is larger than the input for VALID padding";
+  g->out_h = static_cast<int>(out_h);
+  g->out_w = static_cast<int>(out_w);
+  g->pad_top = static_cast<int>(pad_top);
+  g->pad_left = static_cast<int>(pad_left);
+  return "";
+}
+
+void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, std::vector<uint64_t>* weights,
+                   std::vector<int32_t>* tap_sums) {
+  const int taps = g.kernel_h * g.kernel_w;
+  const int words32 = Words32(g.in_c);
+  const int words = Words64(g.in_c);
+  const int ocp = RoundUp8(g.out_c);
+  weights->assign(static_cast<size_t>(taps) * words * ocp, 0);
+  tap_sums->assign(static_cast<size_t>(taps) * ocp, 0);
+  for (int c = 0; c < g.out_c; ++c) {
+    for (int t = 0; t < taps; ++t) {
+      const int32_t* src = file_weights + (static_cast<int64_t>(c) * taps + t) * words32;
+      int negatives = 0;
+      for (int j = 0; j < words32; ++j) {
+        // Only the bits of real channels count (padding bits are ignored even if set).
+        const int valid = std::min(32, g.in_c - 32 * j);
+        uint32_t word = static_cast<uint32_t>(src[j]);
+        if (valid < 32) word &= (1u << valid) - 1u;
+        (*weights)[(static_cast<size_t>(t) * words + j / 2) * ocp + c] |= static_cast<uint64_t>(word) << (32 * (j % 2));
+        negatives += __builtin_popcount(word);
+      }
+      (*tap_sums)[static_cast<size_t>(t) * ocp + c] = g.in_c - 2 * negatives;
+    }
+  }
+}
+
+void ReferenceBinaryConv(const ConvGeometry& g, const float* input, const int32_t* file_weights,
+                         const float* multiplier, const float* bias, Activation activation, float* output) {
+  const int words32 = Words32(g.in_c);
+  for (int n = 0; n < g.batch; ++n) {
+    for (int oy = 0; oy < g.out_h; ++oy) {
+      for (int ox = 0; ox < g.out_w; ++ox) {
+        for (int co = 0; co < g.out_c; ++co) {
+          int64_t acc = 0;
+          for (int ky = 0; ky < g.kernel_h; ++ky) {
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+              const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+              const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
+              const bool inside = iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w;
+              if (!inside && g.pad_value == 0) continue;
+              const int32_t* w = file_weights + ((static_cast<int64_t>(co) * g.kernel_h + ky) * g.kernel_w + kx) * words32;
+              for (int ci = 0; ci < g.in_c; ++ci) {
+                int x = 1;
+                if (inside) {
+                  const float v = input[((static_cast<int64_t>(n) * g.in_h + iy) * g.in_w + ix) * g.in_c + ci];
+                  x = v >= 0.0f ? 1 : -1;
+                }
+                const int weight = ((static_cast<uint32_t>(w[ci / 32]) >> (ci % 32)) & 1u) ? -1 : 1;
+                acc += x * weight;
+              }
+            }
+          }
+          float y = multiplier[co] * static_cast<float>(acc) + bias[co];
+          if (activation == Activation::kRelu) y = std::max(0.0f, y);
+          if (activation == Activation::kRelu6) y = std::min(6.0f, std::max(0.0f, y));
+          output[((static_cast<int64_t>(n) * g.out_h + oy) * g.out_w + ox) * g.out_c + co] = y;
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+bool CpuSupports(const KernelSet* kernel) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+#endif
+#if defined(TFCOMPRESS_HAVE_AVX512)
+  if (kernel == &kAvx512Kernel) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vpopcntdq");
+  }
+#endif
+#if defined(TFCOMPRESS_HAVE_AVX2)
+  if (kernel == &kAvx2Kernel) return __builtin_cpu_supports("avx2");
+#endif
+  (void)kernel;
+  return true;  // scalar everywhere; NEON is part of every aarch64 CPU
+}
+
+std::vector<const KernelSet*> CompiledKernels() {
+  return {
+#if defined(TFCOMPRESS_HAVE_AVX512)
+      &kAvx512Kernel,
+#endif
+#if defined(TFCOMPRESS_HAVE_AVX2)
+      &kAvx2Kernel,
+#endif
+#if defined(TFCOMPRESS_HAVE_NEON)
+      &kNeonKernel,
+#endif
+      &kScalarKernel,
+  };
+}
+
+}  // namespace
+
+std::vector<const KernelSet*> AvailableKernels() {
+  std::vector<const KernelSet*> kernels;
+  for (const KernelSet* kernel : CompiledKernels()) {
+    if (CpuSupports(kernel)) kernels.push_back(kernel);
+  }
+  return kernels;
+}
+
+const KernelSet* FindKernel(const std::string& name) {
+  for (const KernelSet* kernel : AvailableKernels()) {
+    if (name == kernel->name) return kernel;
+  }
+  return nullptr;
+}
+
+const KernelSet* BestKernel() {
+  static const KernelSet* best = [] {
+    const char* forced = std::getenv("TFCOMPRESS_KERNEL");
+    if (forced != nullptr && forced[0] != '\0') {
+      if (const KernelSet* kernel = FindKernel(forced)) return kernel;
+    }
+    return AvailableKernels().front();
+  }();
+  return best;
+}
+
+namespace {
+
+struct ConvJob {
+  const KernelSet* kernel;
+  const BinaryConvArgs* args;
+};
+
+void ConvJobRows(void* ctx, int begin, int end) {
+  const ConvJob* job = static_cast<const ConvJob*>(ctx);
+  job->kernel->conv_rows(*job->args, begin, end);
+}
+
+// Bit-packing split into tasks of kPackPixelsPerTask pixels, so that threads share it too.
+constexpr int64_t kPackPixelsPerTask = 256;
+
+struct PackJob {
+  const KernelSet* kernel;
+  const float* input;
+  int64_t pixels;
+  int channels;
+  int words;
+  uint64_t* bits;
+};
+
+void PackJobTasks(void* ctx, int begin, int end) {
+  const PackJob* job = static_cast<const PackJob*>(ctx);
+  const int64_t first = begin * kPackPixelsPerTask;
+  const int64_t last = std::min<int64_t>(job->pixels, end * kPackPixelsPerTask);
+  job->kernel->pack_activations(job->input + first * job->channels, last - first, job->channels, job->words,
+                                job->bits + first * job->words);
+}
+
+}  // namespace
+
+void RunBinaryConv(const KernelSet& kernel, const ConvGeometry& g, const float* input,
+                   const std::vector<uint64_t>& weights, const std::vector<int32_t>& tap_sums,
+                   const float* multiplier, const float* bias, Activation activation, float* output, int threads,
+                   std::vector<uint64_t>* scratch) {
+  BinaryConvArgs args;
+  args.g = g;
+  args.words = Words64(g.in_c);
+  args.out_c_padded = RoundUp8(g.out_c);
+  const int64_t pixels = static_cast<int64_t>(g.batch) * g.in_h * g.in_w;
+  scratch->resize(static_cast<size_t>(pixels) * args.words);
+  PackJob pack{&kernel, input, pixels, g.in_c, args.words, scratch->data()};
+  const int64_t pack_tasks = (pixels + kPackPixelsPerTask - 1) / kPackPixelsPerTask;
+  ParallelFor(static_cast<int>(std::min<int64_t>(pack_tasks, 1 << 30)), threads, PackJobTasks, &pack);
+  args.input_bits = scratch->data();
+  args.weights = weights.data();
+  args.tap_sums = tap_sums.data();
+  args.multiplier = multiplier;
+  args.bias = bias;
+  args.activation = activation;
+  args.output = output;
+  ConvJob job{&kernel, &args};
+  ParallelFor(g.batch * g.out_h, threads, ConvJobRows, &job);
+}
+
+}  // namespace tfcompress

@@ -1,0 +1,37 @@
+#include "ops/binary_op_state.h"
+
+#include "ops/tensor_checks.h"
+
+namespace tfcompress {
+
+std::string CheckOutputTransform(TfLiteContext* context, const OpNode& node, int out_c) {
+  const char* roles[] = {"multiplier", "bias"};
+  for (size_t i = 2; i < 4; ++i) {
+    const TfLiteTensor* t = TensorAt(context, node.inputs, i);
+    std::string error = CheckTensor(t, roles[i - 2], kTfLiteFloat32, 1, 1);
+    if (!error.empty()) return error;
+    if (t->dims->data[0] != out_c) {
+      return std::string(roles[i - 2]) + " has " + std::to_string(t->dims->data[0]) + " values for " +
+             std::to_string(out_c) + " output channels";
+    }
+  }
+  return "";
+}
+
+TfLiteStatus InvokeBinaryOp(TfLiteContext* context, OpNode* node) {
+  auto* state = static_cast<BinaryOpState*>(node->state);
+  const TfLiteTensor* input = TensorAt(context, node->inputs, 0);
+  const TfLiteTensor* multiplier = TensorAt(context, node->inputs, 2);
+  const TfLiteTensor* bias = TensorAt(context, node->inputs, 3);
+  TfLiteTensor* output = &context->tensors[node->outputs[0]];
+  if (state->kernel == nullptr || input->data.f == nullptr || output->data.f == nullptr ||
+      multiplier->data.f == nullptr || bias->data.f == nullptr) {
+    context->ReportError(context, "tfcompress binary op invoked without prepared tensors");
+    return kTfLiteError;
+  }
+  RunBinaryConv(*state->kernel, state->geometry, input->data.f, state->weights, state->tap_sums, multiplier->data.f,
+                bias->data.f, state->activation, output->data.f, node->num_threads, &state->scratch);
+  return kTfLiteOk;
+}
+
+}  // namespace tfcompress

@@ -1,0 +1,263 @@
+"""Tests of tfcompress.distill: loss values, alpha/temperature, layer lookup, fitting, MirroredStrategy, CLI."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from tfcompress.distill import (
+    DistillConfig,
+    attention_map,
+    attention_transfer_loss,
+    build_distiller,
+    check_pairs,
+    feature_matching_loss,
+    finetune_layerwise,
+    matching_layer_pairs,
+    soft_target_loss,
+)
+from tfcompress.distribute import get_strategy
+from tfcompress.errors import TfcompressError
+
+
+def _np_kl(teacher_logits, student_logits, temperature):
+    def softmax(z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    p = softmax(np.asarray(teacher_logits, np.float64) / temperature)
+    q = softmax(np.asarray(student_logits, np.float64) / temperature)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=-1)))
+
+
+def _tiny_convnet(seed: int, size: int = 8, channels: int = 4, classes: int = 3, name: str = "net") -> keras.Model:
+    """Conv -> ReLU -> Conv -> GAP -> Dense logits; no BatchNorm or dropout, so replicas agree exactly."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Conv2D(channels, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.Conv2D(channels, 3, padding="same", name="conv2")(x)
+    x = keras.layers.ReLU(name="relu2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# ---- loss values against hand-computed ones ----
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
+def test_soft_target_loss_hand_computed(temperature):
+    # Teacher logits T*[ln 3, 0] give p = [3/4, 1/4] at every T; zero student logits give q = [1/2, 1/2].
+    teacher = np.array([[temperature * math.log(3.0), 0.0]], np.float32)
+    student = np.zeros((1, 2), np.float32)
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # 0.130812...
+    value = float(soft_target_loss(teacher, student, temperature))
+    assert value == pytest.approx(temperature**2 * kl, rel=1e-5)
+
+
+def test_soft_target_loss_matches_reference_on_a_batch():
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(0, 3, (5, 4)).astype(np.float32)
+    student = rng.normal(0, 3, (5, 4)).astype(np.float32)
+    for temperature in (1.0, 3.0):
+        expected = temperature**2 * _np_kl(teacher, student, temperature)
+        assert float(soft_target_loss(teacher, student, temperature)) == pytest.approx(expected, rel=1e-5)
+        # Keras's own LogitsDistillation (T^2-scaled, clipped KL) agrees on moderate logits when given a
+        # KLDivergence instance (its default string "kl_divergence" resolves to a function that skips the
+        # softmax and the T^2 in Keras 3.15.1, which is why SoftTargets computes the term itself).
+        keras_term = keras.distillation.LogitsDistillation(temperature=temperature, loss=keras.losses.KLDivergence())
+        assert float(keras_term.compute_loss(teacher, student)) == pytest.approx(expected, rel=1e-4)
+    assert float(soft_target_loss(teacher, teacher, 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_attention_map_and_loss_hand_computed():
+    # Two positions, two channels: energies mean_c a^2 = [(9+16)/2, 0] -> normalised map [1, 0].
+    features = np.array([[[[3.0, 4.0]], [[0.0, 0.0]]]], np.float32)  # (1, 2, 1, 2)
+    np.testing.assert_allclose(np.asarray(attention_map(features)), [[1.0, 0.0]], atol=1e-6)
+    other = np.array([[[[1.0]], [[1.0]]]], np.float32)  # map [1/sqrt2, 1/sqrt2]
+    expected = ((1 - 1 / math.sqrt(2)) ** 2 + (0 - 1 / math.sqrt(2)) ** 2) / 2
+    assert float(attention_transfer_loss(features, other)) == pytest.approx(expected, rel=1e-5)
+    # Channel counts may differ and scale does not matter: a scaled copy has zero loss.
+    assert float(attention_transfer_loss(features, 7.0 * features)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_feature_matching_loss_hand_computed():
+    teacher = np.array([[3.0, 4.0], [1.0, 0.0]], np.float32)
+    student = np.array([[3.0, 3.0], [0.0, 0.0]], np.float32)
+    # Example 1: error 1, energy 25 -> 0.04; example 2: error 1, energy 1 -> 1; mean 0.52.
+    assert float(feature_matching_loss(teacher, student)) == pytest.approx(0.52, rel=1e-5)
+
+
+# ---- temperature and alpha as documented: L = alpha * CE + (1 - alpha) * T^2 KL ----
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_alpha_mixes_hard_and_soft_loss(alpha):
+    teacher, student = _tiny_convnet(1, name="teacher"), _tiny_convnet(2, name="student")
+    temperature = 3.0
+    distiller = build_distiller(teacher, student, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).uniform(0, 1, (6, 8, 8, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    y_pred = distiller(x, training=False)
+    total = float(distiller.compute_loss(x=x, y=y, y_pred=y_pred))
+    student_logits = student.predict(x, verbose=0)
+    teacher_logits = teacher.predict(x, verbose=0)
+    shifted = student_logits - student_logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    hard = -float(np.mean(log_probs[np.arange(6), y]))
+    soft = temperature**2 * _np_kl(teacher_logits, student_logits, temperature)
+    assert total == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=1e-4)
+
+
+def test_bad_alpha_and_temperature_are_refused():
+    teacher, student = _tiny_convnet(1), _tiny_convnet(2)
+    with pytest.raises(TfcompressError, match="alpha"):
+        build_distiller(teacher, student, alpha=1.5)
+    with pytest.raises(TfcompressError, match="temperature"):
+        build_distiller(teacher, student, temperature=0.0)
+
+
+# ---- layer lookup ----
+
+
+def test_wrong_layer_name_fails_clearly():
+    teacher, student = _tiny_convnet(1), _tiny_convnet(2)
+    with pytest.raises(TfcompressError, match=r"student model .* no layer named 'conv3'; did you mean conv2, conv1\?"):
+        build_distiller(teacher, student, feature_pairs=[("conv1", "conv3")])
+    with pytest.raises(TfcompressError, match=r"teacher model .* no layer named 'nope'"):
+        build_distiller(teacher, student, attention_pairs=["nope"])
+
+
+def test_shape_mismatch_fails_clearly():
+    teacher, student = _tiny_convnet(1, channels=8), _tiny_convnet(2, channels=4)
+    with pytest.raises(TfcompressError, match=r"teacher output \(8, 8, 8\) and student output \(8, 8, 4\) differ"):
+        build_distiller(teacher, student, feature_pairs=["conv2"])
+    # Attention transfer accepts different channel counts, but not a flat or smaller map.
+    build_distiller(teacher, student, attention_pairs=["conv2"])
+    with pytest.raises(TfcompressError, match="needs 4-D feature maps"):
+        check_pairs(teacher, student, [("conv2", "pool")], match="spatial")
+
+
+def test_matching_layer_pairs_skips_changed_shapes_and_outputs():
+    teacher, student = _tiny_convnet(1, channels=8), _tiny_convnet(2, channels=8)
+    assert matching_layer_pairs(teacher, student) == [("conv1", "conv1"), ("conv2", "conv2")]
+    thinner = _tiny_convnet(3, channels=4)
+    assert matching_layer_pairs(teacher, thinner) == []
+
+
+# ---- fitting ----
+
+
+def test_layerwise_finetune_lowers_kl_and_keeps_inputs():
+    teacher, student = _tiny_convnet(1, name="teacher"), _tiny_convnet(2, name="student")
+    before_weights = [w.copy() for w in student.get_weights()]
+    x = np.random.default_rng(1).uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
+    kl_before = _np_kl(teacher.predict(x, verbose=0), student.predict(x, verbose=0), 1.0)
+    tuned = finetune_layerwise(student, teacher, x, epochs=15, batch_size=16, learning_rate=0.02)
+    kl_after = _np_kl(teacher.predict(x, verbose=0), tuned.predict(x, verbose=0), 1.0)
+    assert kl_after < 0.3 * kl_before
+    # The inputs are untouched: the student's weights and the teacher's trainability.
+    for before, now in zip(before_weights, student.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, now)
+    assert teacher.trainable and student.trainable
+    assert tuned is not student
+
+
+def test_layerwise_finetune_trains_only_the_named_layers():
+    teacher, student = _tiny_convnet(1), _tiny_convnet(2)
+    x = np.random.default_rng(2).uniform(0, 1, (16, 8, 8, 3)).astype(np.float32)
+    tuned = finetune_layerwise(student, teacher, x, epochs=1, batch_size=8, trainable_layers=["conv2"])
+    changed = {
+        layer.name
+        for layer, new in zip(student.layers, tuned.layers, strict=True)
+        if any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), new.get_weights(), strict=True))
+    }
+    assert changed == {"conv2"}
+    with pytest.raises(TfcompressError, match="no layer named 'conv9'"):
+        finetune_layerwise(student, teacher, x, trainable_layers=["conv9"])
+    with pytest.raises(TfcompressError, match="no labels"):
+        finetune_layerwise(student, teacher, x, alpha=0.5)
+
+
+def test_distilled_step_under_mirrored_strategy_matches_one_device():
+    """One SGD step of hard + soft + attention + feature terms: 2 replicas == 1 device."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(3).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    # One MirroredStrategy per test process: several instances collide on collective keys
+    # (tensorflow/tensorflow#62790, "Shape mismatch in the collective instance").
+    mirrored = get_strategy(2)
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+    results = []
+    for strategy in (tf.distribute.get_strategy(), mirrored):
+        teacher, student = _tiny_convnet(1, name="teacher"), _tiny_convnet(2, name="student")
+        with strategy.scope():
+            distiller = build_distiller(
+                teacher, student, temperature=2.0, alpha=0.3, attention_pairs=["relu1"], feature_pairs=["conv2"]
+            )
+            distiller.compile(
+                optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            )
+        history = distiller.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+        results.append((history.history["loss"][0], distiller.student.get_weights()))
+    (loss_one, weights_one), (loss_two, weights_two) = results
+    assert loss_two == pytest.approx(loss_one, rel=1e-4)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(weights_one, _tiny_convnet(2).get_weights(), strict=True))
+    assert moved > 1e-3
+    for a, b in zip(weights_one, weights_two, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ---- the fit helper and the CLI ----
+
+
+def test_cli_distills_a_student_and_refuses_to_overwrite(tmp_path, image_folder, capsys):
+    from tfcompress.cli import main
+    from tfcompress.convert import load_keras_model
+    from tfcompress.models import build_model
+
+    teacher_path = tmp_path / "teacher.keras"
+    build_model("resnet8", num_classes=3, image_size=24, width=4).save(teacher_path)
+    output = tmp_path / "student.keras"
+    args = [
+        "distill",
+        "--teacher",
+        str(teacher_path),
+        "--student",
+        "resnet8",
+        "--width",
+        "4",
+        "--image-size",
+        "24",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--data",
+        str(image_folder),
+        "-o",
+        str(output),
+    ]
+    assert main(args) == 0
+    student = load_keras_model(output)
+    assert student.name == "resnet8" and student.output_shape == (None, 3)
+    stamp = output.stat().st_mtime_ns
+    assert main(args) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert output.stat().st_mtime_ns == stamp
+
+
+def test_distill_refuses_a_teacher_with_other_classes(tmp_path, image_folder):
+    from tfcompress.distill import distill
+    from tfcompress.models import build_model
+
+    teacher = build_model("resnet8", num_classes=5, image_size=24, width=4)
+    config = DistillConfig(model="resnet8", width=4, image_size=24, epochs=1, batch_size=4)
+    with pytest.raises(TfcompressError, match="5 outputs but the data have 3 classes"):
+        distill(tmp_path / "s.keras", teacher, image_folder, config)

@@ -1,0 +1,42 @@
+"""``tfcompress prune`` / ``tfcompress slim``: end to end on a tiny folder, and one-line errors."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfcompress.cli import main
+from tfcompress.models import build_model
+
+
+def _tiny_model(path) -> None:
+    keras.utils.set_random_seed(0)
+    build_model("resnet8", num_classes=3, image_size=24, width=4).save(path)
+
+
+def test_prune_command_finetunes_to_the_target_and_writes_plain_keras(image_folder, tmp_path, capsys):
+    source, output = tmp_path / "in.keras", tmp_path / "out.keras"
+    _tiny_model(source)
+    status = main(
+        ["prune", str(source), "--data", str(image_folder), "--sparsity", "0.6", "--epochs", "2",
+         "--batch-size", "4", "--exclude", "stem_conv", "-o", str(output)]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "left dense: stem_conv" in printed and "stem_bn (BatchNormalization" in printed
+    pruned = keras.models.load_model(output)
+    kernel = keras.ops.convert_to_numpy(pruned.get_layer("stage2_block1_conv2").kernel)
+    assert np.mean(kernel == 0) == np.float64(round(0.6 * kernel.size) / kernel.size)
+    assert np.all(keras.ops.convert_to_numpy(pruned.get_layer("stem_conv").kernel) != 0)
+
+
+def test_bad_options_print_one_line_errors(image_folder, tmp_path, capsys):
+    source = tmp_path / "in.keras"
+    _tiny_model(source)
+    out = str(tmp_path / "o.keras")
+    assert main(["prune", str(source), "--sparsity", "1.0", "-o", out]) == 2
+    assert "sparsity must be in [0, 1)" in capsys.readouterr().err
+    assert main(["prune", str(source), "--sparsity", "0.5", "--granularity", "2:5", "-o", out]) == 2
+    assert "does not divide its input dimension" in capsys.readouterr().err
+    assert main(["slim", str(source), "--data", str(image_folder), "--ratio", "1.5", "-o", out]) == 2
+    assert "--ratio must be in [0, 1)" in capsys.readouterr().err

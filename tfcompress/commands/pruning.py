@@ -1,0 +1,139 @@
+"""The ``prune`` and ``slim`` subcommands: magnitude / N:M pruning and Network Slimming, then finetune."""
+
+from __future__ import annotations
+
+import argparse
+
+from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments
+from tfcompress.errors import TfcompressError
+
+
+def _granularity(value: str) -> str | tuple[int, int]:
+    if value in ("weight", "channel"):
+        return value
+    parts = value.split(":")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(f'granularity is "weight", "channel" or N:M like 2:4, got {value!r}')
+
+
+def _finetune_config(args: argparse.Namespace):
+    from tfcompress.pruning.finetune import FinetuneConfig
+
+    return FinetuneConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
+    )
+
+
+def _teacher(args: argparse.Namespace, model):
+    if not args.distill:
+        return None
+    try:
+        import tfcompress.distill  # noqa: F401
+    except ImportError as error:
+        raise TfcompressError("--distill needs tfcompress.distill, which is not installed") from error
+    from tfcompress.pruning import copy_model
+
+    return copy_model(model)
+
+
+def _save(model, args: argparse.Namespace) -> None:
+    from tfcompress.fileio import atomic_output
+
+    with atomic_output(args.output, args.force) as tmp:
+        model.save(tmp)
+
+
+def _prune(args: argparse.Namespace) -> None:
+    from tfcompress.convert import load_keras_model
+    from tfcompress.fileio import check_output_path
+    from tfcompress.pruning import plan, sparsity
+    from tfcompress.pruning.pipeline import prune_and_finetune
+    from tfcompress.pruning.schedules import check_sparsity
+
+    check_sparsity(args.sparsity)
+    check_output_path(args.output, args.force)
+    model = load_keras_model(args.model)
+    exclude = args.exclude.split(",") if args.exclude else ()
+    skipped = [r for r in plan(model, args.granularity, exclude) if not r.pruned and r.reason != "no weights"]
+    if skipped:
+        print("left dense: " + ", ".join(f"{r.name} ({r.kind}: {r.reason})" for r in skipped))
+    pruned = prune_and_finetune(
+        model,
+        args.data,
+        args.sparsity,
+        schedule=args.schedule,
+        granularity=args.granularity,
+        config=_finetune_config(args),
+        teacher=_teacher(args, model),
+        exclude=exclude,
+        devices=args.devices,
+        backup_dir=args.backup_dir,
+        limit=args.limit,
+    )
+    _save(pruned, args)
+    print(f"wrote {args.output} (sparsity of the pruned kernels {sparsity(pruned, only_pruned=False):.1%})")
+
+
+def _slim(args: argparse.Namespace) -> None:
+    from tfcompress.convert import load_keras_model
+    from tfcompress.fileio import check_output_path
+    from tfcompress.lowrank.cost import model_macs
+    from tfcompress.pruning.pipeline import slim_and_finetune
+
+    if not 0.0 <= args.ratio < 1.0:
+        raise TfcompressError(f"--ratio must be in [0, 1), got {args.ratio}")
+    check_output_path(args.output, args.force)
+    model = load_keras_model(args.model)
+    thin, report = slim_and_finetune(
+        model,
+        args.data,
+        args.ratio,
+        l1=args.l1,
+        penalty_epochs=args.penalty_epochs,
+        config=_finetune_config(args),
+        teacher=_teacher(args, model),
+        devices=args.devices,
+        backup_dir=args.backup_dir,
+        limit=args.limit,
+    )
+    _save(thin, args)
+    print(
+        f"wrote {args.output}: removed {report.removed_channels} of {report.total_channels} BatchNorm channels "
+        f"(|gamma| threshold {report.threshold:.3g}); params {report.params_before:,} -> {thin.count_params():,}, "
+        f"MACs {model_macs(model):,} -> {model_macs(thin):,}"
+    )
+
+
+def _common(parser: argparse.ArgumentParser, epochs: int) -> None:
+    parser.add_argument("model", metavar="IN.keras")
+    add_data_argument(parser)
+    parser.add_argument("--epochs", type=int, default=epochs, help="finetuning epochs")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=0.01, help="initial finetuning rate (cosine decay)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distill", action="store_true", help="distil from the input model while finetuning")
+    parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
+    parser.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
+    parser.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
+    add_output_arguments(parser, ".keras")
+
+
+def add_commands(subparsers) -> None:
+    """Add ``prune`` and ``slim``."""
+    prune = subparsers.add_parser("prune", help="magnitude / N:M / channel pruning on a schedule, then finetune")
+    prune.add_argument("--sparsity", type=float, required=True, help="target fraction of zero weights, in [0, 1)")
+    prune.add_argument("--schedule", choices=["polynomial", "constant"], default="polynomial")
+    prune.add_argument(
+        "--granularity", type=_granularity, default="weight", help='"weight" (default), "channel" or N:M like 2:4'
+    )
+    prune.add_argument("--exclude", help="comma-separated layer names to keep dense")
+    _common(prune, epochs=6)
+    prune.set_defaults(handler=_prune)
+
+    slim = subparsers.add_parser("slim", help="Network Slimming: remove BatchNorm channels, rebuild thinner, finetune")
+    slim.add_argument("--ratio", type=float, required=True, help="fraction of BatchNorm channels to remove, [0, 1)")
+    slim.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on BatchNorm gamma in the sparsity phase")
+    slim.add_argument("--penalty-epochs", type=int, default=0, help="epochs of sparsity training before slimming")
+    _common(slim, epochs=6)
+    slim.set_defaults(handler=_slim)

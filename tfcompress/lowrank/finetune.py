@@ -1,0 +1,121 @@
+"""A short finetune of a factorized model, plain or distilled from the model it came from.
+
+Plain: the flowers recipe of :mod:`tfcompress.training` (SGD + Nesterov, cosine decay,
+label smoothing, augmentation, best-validation weights, resumable) with a small learning
+rate and no warm-up, since the factors start close to the trained weights (Kim et al.
+2016 and Lebedev et al. 2015 both finetune the whole network briefly after
+decomposing). Distilled: the same recipe with Hinton soft targets from the unfactorized
+teacher, through :func:`tfcompress.distill.distill`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+from tfcompress.data import load_split, make_dataset
+from tfcompress.distribute import get_strategy
+from tfcompress.fileio import atomic_output, check_output_path
+from tfcompress.training import TrainConfig, ValidationAccuracy, compile_for_training
+
+
+def _copy_in_scope(model: keras.Model) -> keras.Model:
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def finetune(
+    model: keras.Model,
+    output: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    epochs: int = 3,
+    learning_rate: float = 0.01,
+    batch_size: int = 64,
+    teacher: keras.Model | None = None,
+    devices: int | Sequence[str] | None = None,
+    backup_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    limit: int | None = None,
+    seed: int = 0,
+    verbose: int | str = "auto",
+) -> keras.Model:
+    """Finetune a copy of ``model`` on ``data_dir``; save the best-validation weights to ``output``.
+
+    Args:
+        model: the factorized model (not modified).
+        output: the ``.keras`` file to write (atomically; refused if it exists unless ``force``).
+        data_dir: the data folder (see :func:`tfcompress.data.resolve_data_dir`).
+        epochs: finetuning epochs (a few are enough to recover most of the accuracy).
+        learning_rate: peak learning rate of the cosine schedule.
+        batch_size: global batch size.
+        teacher: distil from this model (usually the unfactorized one) when given.
+        devices: see :func:`tfcompress.distribute.get_strategy`.
+        backup_dir: resumable state (``keras.callbacks.BackupAndRestore``).
+        force: overwrite ``output``.
+        limit: use only this many images per split (quick runs, tests).
+        seed: random seed.
+        verbose: Keras verbosity.
+
+    Returns:
+        The finetuned model.
+    """
+    check_output_path(output, force)
+    image_size = int(model.inputs[0].shape[1])
+    config = TrainConfig(
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_epochs=0,
+        seed=seed,
+    )
+    if teacher is not None:
+        from tfcompress.distill import DistillConfig, distill
+
+        distill_config = DistillConfig(**{**config.__dict__, "model": "given", "width": 1.0})
+        return distill(
+            output,
+            teacher,
+            data_dir,
+            config=distill_config,
+            student=model,
+            devices=devices,
+            backup_dir=backup_dir,
+            force=force,
+            limit=limit,
+            verbose=verbose,
+        )
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    train_set = load_split(data_dir, "train", image_size, limit)
+    val_set = load_split(data_dir, "val", image_size, limit)
+    classes = len(train_set.class_names)
+    batch_size = min(batch_size, len(train_set))
+    steps_per_epoch = max(len(train_set) // batch_size, 1)
+    with get_strategy(devices).scope():
+        student = _copy_in_scope(model)
+        compile_for_training(student, config, steps_per_epoch)
+    train_data = make_dataset(train_set, batch_size, training=True, seed=seed).map(
+        lambda x, y: (x, tf.one_hot(y, classes))
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        best_path = Path(scratch) / "best.weights.h5"
+        callbacks: list[keras.callbacks.Callback] = [
+            ValidationAccuracy(val_set.images, val_set.labels, batch_size),
+            keras.callbacks.ModelCheckpoint(
+                best_path, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
+            ),
+        ]
+        if backup_dir is not None:
+            callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        student.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+        student.load_weights(best_path)
+    with atomic_output(output, force) as tmp:
+        student.save(tmp)
+    return student
