@@ -37,6 +37,9 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
         raise ModelFileError(f"model file {path} does not exist")
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: expected a .keras file")
+    from tfcompress.plugins import load_methods
+
+    load_methods()
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds for a damaged archive

@@ -26,6 +26,9 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
 
 def available_models() -> list[str]:
     """Names accepted by :func:`build_model`."""
+    from tfcompress.plugins import load_methods
+
+    load_methods()
     return sorted(_BUILDERS)
 
 
@@ -40,6 +43,9 @@ def build_model(name: str, num_classes: int, image_size: int = 96, **kwargs) -> 
     Raises:
         TfcompressError: ``name`` is not in the zoo.
     """
+    from tfcompress.plugins import load_methods
+
+    load_methods()  # methods register their zoo models (e.g. binary_resnet18)
     if name not in _BUILDERS:
         raise TfcompressError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     return _BUILDERS[name](num_classes=num_classes, image_size=image_size, **kwargs)
