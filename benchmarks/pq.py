@@ -4,7 +4,8 @@
     nice -n 5 .venv/bin/python benchmarks/pq.py curve  [--teacher ...]
     nice -n 5 .venv/bin/python benchmarks/pq.py dense
 
-Each writes ``benchmarks/results/pq_<part>.json`` and ``.md`` (overwritten).
+Each writes ``benchmarks/results/pq_<part>.json`` and ``.md`` (overwritten; the curve's part
+name carries its global finetune steps, ``pq_curve_gs<steps>``).
 
 - ``em``: the activation-aware EM for every layer of the teacher, without finetuning
   (input capture and EM timed apart), and the same with plain k-means.
@@ -115,8 +116,8 @@ def bench_curve(args: argparse.Namespace) -> None:
 
     float_bytes = to_tflite(teacher)
     points = [{"model": "float", "blocks": "-", "k": "-", "bytes": len(float_bytes), "top1": top1(float_bytes)}]
-    for blocks in ("small", "large"):
-        for k in (256, 64):
+    for blocks in args.blocks:
+        for k in args.centroids:
             student = quantize(
                 teacher, images, block_sizes=blocks, n_centroids=k, layer_steps=0,
                 global_steps=args.global_steps, global_learning_rate=5e-5, temperature=2.0, augment=True, verbose=0,
@@ -135,7 +136,8 @@ def bench_curve(args: argparse.Namespace) -> None:
     lines = [
         f"# PQ: accuracy against size ({args.teacher})",
         "",
-        f"Command: `nice -n 5 .venv/bin/python benchmarks/pq.py curve --teacher {args.teacher}`. EM + "
+        f"Command: `nice -n 5 .venv/bin/python benchmarks/pq.py curve --teacher {args.teacher} --global-steps "
+        f"{args.global_steps} --centroids {' '.join(map(str, args.centroids))} --blocks {' '.join(args.blocks)}`. EM + "
         f"{args.global_steps} global finetune steps (no per-layer finetune), {len(images)} unlabelled train "
         f"images; top-1 on {len(test)} test images through the runtime.",
         "",
@@ -148,25 +150,31 @@ def bench_curve(args: argparse.Namespace) -> None:
             f"| {p['model']} | {p['bytes']:,} | {paper} | {points[0]['bytes'] / p['bytes']:.1f}x | "
             f"{100 * p['top1']:.2f}% |"
         )
-    _write("curve", {"teacher": args.teacher, "points": points}, "\n".join(lines) + "\n")
+    part = f"curve_gs{args.global_steps}"
+    _write(part, {"teacher": args.teacher, "points": points}, "\n".join(lines) + "\n")
 
 
-def _time_interpreter(content: bytes, threads: int, features: int, runs: int) -> float:
+def _time_pair(contents: list[bytes], threads: int, features: int, runs: int) -> list[float]:
+    """Median seconds per invoke of each model, invokes interleaved so that both see the same load."""
     import numpy as np
 
     from tfcompress.runtime import Interpreter
 
-    interpreter = Interpreter(model_content=content, num_threads=threads)
-    index = interpreter.get_input_details()[0]["index"]
-    interpreter.set_tensor(index, np.random.default_rng(0).standard_normal((1, features)).astype(np.float32))
-    for _ in range(10):
-        interpreter.invoke()
-    times = []
+    x = np.random.default_rng(0).standard_normal((1, features)).astype(np.float32)
+    interpreters = []
+    for content in contents:
+        interpreter = Interpreter(model_content=content, num_threads=threads)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        for _ in range(10):
+            interpreter.invoke()
+        interpreters.append(interpreter)
+    times: list[list[float]] = [[] for _ in contents]
     for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for interpreter, record in zip(interpreters, times, strict=True):
+            start = time.perf_counter()
+            interpreter.invoke()
+            record.append(time.perf_counter() - start)
+    return [float(np.median(record)) for record in times]
 
 
 def bench_dense(args: argparse.Namespace) -> None:
@@ -193,8 +201,7 @@ def bench_dense(args: argparse.Namespace) -> None:
             layer.codebook.assign(codebook)
             pq_content = to_tflite(pq_model)
             for threads in (1, 2):
-                float_s = _time_interpreter(float_content, threads, size, args.runs)
-                pq_s = _time_interpreter(pq_content, threads, size, args.runs)
+                float_s, pq_s = _time_pair([float_content, pq_content], threads, size, args.runs)
                 x = rng.standard_normal((1, size)).astype(np.float32)
                 best = dense_variants()[0]
                 _, kernel_s = pq_dense(x, codes, codebook, None, best, threads=threads, repeats=args.runs)
@@ -210,7 +217,8 @@ def bench_dense(args: argparse.Namespace) -> None:
         "# PQ dense op against XNNPACK float FC, batch 1",
         "",
         "Command: `nice -n 5 .venv/bin/python benchmarks/pq.py dense`. Median of "
-        f"{args.runs} invokes after 10 warm-up runs, each model alone in an ai-edge-litert interpreter "
+        f"{args.runs} invokes after 10 warm-up runs, float and PQ invokes interleaved (same load), each model in "
+        "its own ai-edge-litert interpreter "
         "(float: builtin FULLY_CONNECTED under the default XNNPACK delegate; PQ: `TfcPQDense`, lookup-table "
         "kernel, through the tfcompress delegate). 2 CPU cores shared with other jobs.",
         "",
@@ -234,6 +242,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512, help="unlabelled train images")
     parser.add_argument("--global-steps", type=int, default=200)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--centroids", type=int, nargs="+", default=[256, 64], help="k values of the curve")
+    parser.add_argument("--blocks", nargs="+", default=["small", "large"], help="block size presets of the curve")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory():
         {"em": bench_em, "curve": bench_curve, "dense": bench_dense}[args.part](args)

@@ -12,7 +12,8 @@ tfmot (0.8.1) needs Keras 2: it runs in a throwaway venv (``build/tfmot_venv``: 
 tensorflow-model-optimization over this project's site-packages), started as a subprocess of
 this script with ``--tfmot-worker``. There the same ResNet-18 is rebuilt with tf_keras, the
 float weights copied in, ``prune_low_magnitude`` with ``ConstantSparsity(0.8, frequency=1)``
-applied for one step at learning rate 0 (one-shot magnitude pruning, no finetune: CPU was
+applied (per Conv2D/Dense layer: tfmot rejects the whole model because of its Rescaling layer)
+for one step at learning rate 0 (one-shot magnitude pruning, no finetune: CPU was
 scarce), ``strip_pruning``, and converted with the default converter settings.
 
 Writes ``benchmarks/results/pruning.json`` and ``benchmarks/results/pruning.md``.
@@ -66,7 +67,14 @@ def tfmot_worker(weights_path: str, output: str) -> None:
         if count:
             layer.set_weights([saved[f"{layer.name}/{i}"] for i in range(count)])
     schedule = tfmot.sparsity.keras.ConstantSparsity(0.8, begin_step=0, frequency=1)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+
+    # tfmot refuses the whole model (its Rescaling layer is not in its registry): wrap the layers it supports
+    def wrap(layer):
+        if isinstance(layer, tf_keras.layers.Conv2D | tf_keras.layers.Dense):
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    pruned = tf_keras.models.clone_model(model, clone_function=wrap)
     pruned.compile(tf_keras.optimizers.SGD(0.0), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     size = int(saved["image_size"])
     images = np.zeros((2, size, size, 3), np.float32)

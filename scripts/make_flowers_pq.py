@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--work", default="models/.work/pq_flowers", help="checkpoints (resume)")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--card-only", action="store_true", help="rewrite the card from the last run's saved results")
     return parser.parse_args()
 
 
@@ -60,17 +61,20 @@ def evaluate_both(float_tflite: Path, pq_tflite: Path) -> dict:
 def card(args: argparse.Namespace, quantizer, report, results: dict, seconds: float) -> str:
     float1, pq1, pq2, float2 = results["float_1"], results["pq_1"], results["pq_2"], results["float_2"]
     em_total = sum(r.em_seconds for r in quantizer.records)
+    em_cpu = sum(r.em_cpu_seconds for r in quantizer.records)
     lines = [
         f"# {args.name}: product-quantized flowers ResNet-18",
         "",
         f"Made by `nice -n 5 .venv/bin/python scripts/make_flowers_pq.py --teacher {args.teacher}` "
         f"(block size {args.block_size}, k={args.centroids}, layer steps {args.layer_steps}, global steps "
         f"{args.global_steps}, lr {args.learning_rate}/{args.global_learning_rate}, T={args.temperature}); "
-        f"{seconds / 60:.1f} min on 2 shared CPU cores.",
+        f"the last invocation took {seconds / 60:.1f} min on 2 shared CPU cores.",
         "",
-        'Method: Stock et al. 2020, "And the Bit Goes Down": bottom-up activation-aware EM per layer, '
-        "per-layer codebook finetune by distillation (KL to the float teacher, no labels), global "
-        "finetune of all codebooks with BatchNorm statistics updated. First conv, BN and biases stay float.",
+        'Method: Stock et al. 2020, "And the Bit Goes Down": bottom-up activation-aware EM per layer (inputs '
+        "re-captured from the partly quantized student), "
+        + ("per-layer codebook finetune by distillation, " if args.layer_steps else "")
+        + "global finetune of all codebooks by distillation (KL to the float teacher at T=2, unlabelled augmented "
+        "train images) with BatchNorm statistics updated. First conv, BN and biases stay float.",
         "",
         "| model | top-1 (test.txt, runtime) | bytes (.tflite) | latency 1 thread (ms) | latency 2 threads (ms) |",
         "|---|---:|---:|---:|---:|",
@@ -84,18 +88,41 @@ def card(args: argparse.Namespace, quantizer, report, results: dict, seconds: fl
         f"Paper's size formula (`tfcompress.pq.size_report`): {report.compressed_bytes:,.0f} bytes "
         f"({report.compression:.1f}x vs {report.float_bytes:,} fp32 bytes).",
         "",
-        f"EM time (no finetuning), all {len(quantizer.records)} layers: {em_total:.2f} s.",
+        f"EM time (no finetuning), all {len(quantizer.records)} layers: {em_total:.2f} s wall, "
+        f"{em_cpu:.2f} s CPU (all threads); wall times were taken with the 2 cores shared by many jobs "
+        "(load average about 19).",
         "",
-        "| layer | kernel | d | k | EM s | capture s | finetune s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| layer | kernel | d | k | EM s (wall) | EM s (CPU) | input capture s | per-layer finetune s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    tuned = [r.name for r in quantizer.records if r.finetune_seconds > 1.0]
+    if tuned and not args.layer_steps:
+        lines[-4:-4] = [
+            f"Resumed run: {', '.join(tuned)} got a per-layer finetune in an earlier, interrupted invocation "
+            "(with --layer-steps 40); the checkpoint kept it.",
+            "",
+        ]
     for r in quantizer.records:
         lines.append(
             f"| {r.name} | {'x'.join(map(str, r.kernel_shape))} | {r.block_size} | {r.n_centroids} | "
-            f"{r.em_seconds:.3f} | {r.capture_seconds:.2f} | {r.finetune_seconds:.1f} |"
+            f"{r.em_seconds:.3f} | {r.em_cpu_seconds:.3f} | {r.capture_seconds:.2f} | {r.finetune_seconds:.1f} |"
         )
     lines += ["", "## Size by layer (paper's formula)", "", report.markdown()]
     return "\n".join(lines) + "\n"
+
+
+def rewrite_card(args: argparse.Namespace, models: Path) -> None:
+    """The card again from ``--work``'s saved results and records (no quantization, no evaluation)."""
+    from tfcompress.convert import load_keras_model
+    from tfcompress.fileio import write_text_atomic
+    from tfcompress.pq import LayerRecord, size_report
+
+    saved = json.loads((Path(args.work) / f"{args.name}.json").read_text())
+    records = [LayerRecord(**{**r, "kernel_shape": tuple(r["kernel_shape"])}) for r in saved["records"]]
+    quantizer = argparse.Namespace(records=records)
+    report = size_report(load_keras_model(models / f"{args.name}.keras"))
+    text = card(args, quantizer, report, saved["results"], saved["seconds"])
+    write_text_atomic(models / f"{args.name}.md", text, force=True)
 
 
 def main() -> None:
@@ -108,6 +135,9 @@ def main() -> None:
     from tfcompress.pq import ProductQuantizer, size_report
 
     models = Path(args.out_dir)
+    if args.card_only:
+        rewrite_card(args, models)
+        return
     outputs = [models / f"{args.name}{suffix}" for suffix in (".keras", ".tflite", ".md")]
     for path in outputs:
         check_output_path(path, args.force)

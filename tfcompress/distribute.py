@@ -34,9 +34,7 @@ def split_cpu(count: int) -> None:
         raise TfcompressError(f"cannot split the CPU into {count} devices after TensorFlow started: {error}") from error
 
 
-def _short_name(device: str) -> str:
-    """``/job:localhost/replica:0/task:0/device:CPU:0`` and ``/cpu:0`` both become ``cpu:0``."""
-    return device.rsplit("device:", 1)[-1].lstrip("/").lower()
+_STRATEGIES: dict[tuple[str, ...], object] = {}
 
 
 def _short_name(device: str) -> str:
@@ -73,6 +71,13 @@ def get_strategy(devices: int | Sequence[str] | None = None):
     for name in names:
         if _short_name(name) not in known:
             raise TfcompressError(f"unknown device {name!r}; available: {', '.join(sorted(known))}")
-    if len(names) == 1:
-        return tf.distribute.OneDeviceStrategy(names[0])
-    return tf.distribute.MirroredStrategy(names)
+    key = tuple(_short_name(name) for name in names)
+    if key not in _STRATEGIES:
+        # One strategy per device set and process: a second MirroredStrategy over the same
+        # devices breaks the first one's collectives ("Shape mismatch in the collective
+        # instance", TensorFlow issue 62790).
+        if len(names) == 1:
+            _STRATEGIES[key] = tf.distribute.OneDeviceStrategy(names[0])
+        else:
+            _STRATEGIES[key] = tf.distribute.MirroredStrategy(names)
+    return _STRATEGIES[key]

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-xnnpack",
         dest="xnnpack",
         action="store_false",
-        help="TFLite's own kernels for the builtin ops (bit-identical int8 results on x86 and ARM)",
+        help="TFLite's own kernels for the builtin ops instead of XNNPACK",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object a line instead of text")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

@@ -86,9 +86,8 @@ class Classifier:
         threads: threads for the builtin ops (XNNPACK) and for the custom-op kernels.
         runtime: ``"ai_edge_litert"`` or ``"tflite_runtime"``; by default the first installed.
         ops_library: path of ``libtfcompress_ops.so`` (see :func:`find_ops_library`).
-        xnnpack: run the builtin ops with XNNPACK (the default delegate). Without it TFLite's
-            own kernels run them; its integer kernels give bit-identical int8 results on x86
-            and ARM, while XNNPACK requantizes int8 differently on each architecture.
+        xnnpack: run the builtin ops with XNNPACK (the default delegate); ``False``: with
+            TFLite's own kernels (slower; to tell a kernel problem from a model problem).
 
     Raises:
         AppError: a missing or corrupt model, no runtime, or a model that needs the op
