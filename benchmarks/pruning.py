@@ -159,7 +159,7 @@ def markdown(rows: dict[str, dict], counts: dict[str, dict], tfmot_info: dict) -
         f"tfmot row: `prune_low_magnitude` + `ConstantSparsity(0.8)` one-shot (sparsity reached "
         f"{100 * tfmot_info.get('tfmot_sparsity', float('nan')):.1f}%), `strip_pruning`, default converter: the file",
         "keeps every zero as a float32, so it is as large as the dense one until gzipped. Its top-1 is without a",
-        "finetune (ours had 2 epochs), so only its sizes and latency are comparable.",
+        "finetune (ours: see each model card), so only its sizes and latency are comparable.",
         "",
     ]
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -97,7 +99,7 @@ def test_reconstruction_error_falls_as_rank_rises(method):
         factored = factorize(model, method, rank={"conv_b": rank}, cp_iterations=200)
         last = replaced_layer_names(make_plan(model, method, rank={"conv_b": rank}), model)["conv_b"][-1]
         errors.append(relative_error(outputs_of(factored, [last], x)[0], reference))
-    assert all(later < earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
+    assert all(later < earlier for earlier, later in itertools.pairwise(errors)), errors
     assert errors[-1] < 1e-3, errors
 
 
@@ -228,7 +230,7 @@ def test_bad_ranks_and_unsupported_layers_give_clear_errors():
     grouped = keras.Model(inputs, keras.layers.Conv2D(4, 3, groups=2, name="grouped")(inputs))
     with pytest.raises(UnsupportedLayerError, match="'grouped' is a grouped conv"):
         factorize(grouped, "tucker2", rank=2, layers=["grouped"])
-    with pytest.raises(TfcompressError, match="no layer would get cheaper.*grouped conv"):
+    with pytest.raises(TfcompressError, match=r"no layer would get cheaper.*grouped conv"):
         factorize(grouped, "tucker2", rank=2)
 
 
