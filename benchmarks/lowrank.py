@@ -340,7 +340,8 @@ def markdown(results: dict) -> str:
                 f"| {'yes' if p['finetuned'] else 'no'} |"
             )
         lines.append("")
-    lines.append("Reproduce: `nice -n 5 .venv/bin/python benchmarks/lowrank.py --parts shipped,methods,curve`.")
+    parts = ",".join(part for part in ("shipped", "methods", "latency", "curve") if part in results)
+    lines.append(f"Reproduce: `nice -n 5 .venv/bin/python benchmarks/lowrank.py --parts {parts}`.")
     return "\n".join(lines) + "\n"
 
 
