@@ -175,6 +175,25 @@ def train(
             model.set_weights(load_keras_model(init_from).get_weights())
         compile_for_training(model, config, steps_per_epoch)
     train_data = _one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
+    fit_keeping_best(model, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
+    save_for_inference(model, output, force)
+    return model
+
+
+def fit_keeping_best(
+    model: keras.Model,
+    train_data,
+    val_set: ImageSet,
+    epochs: int,
+    batch_size: int,
+    backup_dir: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
+) -> keras.Model:
+    """Fit ``model`` on ``train_data``, then restore the weights of the epoch with the best validation top-1.
+
+    Validation accuracy comes from :class:`ValidationAccuracy`; ``backup_dir`` keeps the state
+    that lets an interrupted run resume (``keras.callbacks.BackupAndRestore``).
+    """
     with tempfile.TemporaryDirectory() as scratch:
         best_path = Path(scratch) / "best.weights.h5"
         callbacks: list[keras.callbacks.Callback] = [
@@ -185,9 +204,9 @@ def train(
         ]
         if backup_dir is not None:
             callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-        model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
-        model.load_weights(best_path)
-    save_for_inference(model, output, force)
+        model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+        if best_path.exists():  # absent only when a resumed run had no epoch left to train
+            model.load_weights(best_path)
     return model
 
 

@@ -15,10 +15,8 @@ layers (e.g. the one just product-quantized).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -30,7 +28,7 @@ from tfcompress.distribute import get_strategy
 from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, check_output_path
 from tfcompress.models import build_model
-from tfcompress.training import TrainConfig, ValidationAccuracy, make_optimizer
+from tfcompress.training import TrainConfig, fit_keeping_best, make_optimizer
 
 
 @dataclass
@@ -141,19 +139,7 @@ def distill(
         )
         distiller(keras.ops.zeros((1, config.image_size, config.image_size, 3)))  # built, for BackupAndRestore
     train_data = _one_hot(train_set, batch_size, True, config.seed)
-    with tempfile.TemporaryDirectory() as scratch:
-        best_path = Path(scratch) / "best.weights.h5"
-        callbacks: list[keras.callbacks.Callback] = [
-            ValidationAccuracy(val_set.images, val_set.labels, batch_size),
-            keras.callbacks.ModelCheckpoint(
-                best_path, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
-            ),
-        ]
-        if backup_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-        distiller.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
-        if best_path.exists():  # absent only when a resumed run had no epoch left to train
-            distiller.load_weights(best_path)
+    fit_keeping_best(distiller, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
     with atomic_output(output, force) as tmp:
         distiller.student.save(tmp)
     return distiller.student

@@ -11,16 +11,14 @@ teacher, through :func:`tfcompress.distill.distill`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import keras
 
 from tfcompress.data import load_split, make_dataset
 from tfcompress.distribute import get_strategy
 from tfcompress.fileio import atomic_output, check_output_path
-from tfcompress.training import TrainConfig, ValidationAccuracy, compile_for_training
+from tfcompress.training import TrainConfig, compile_for_training, fit_keeping_best
 
 
 def _copy_in_scope(model: keras.Model) -> keras.Model:
@@ -104,18 +102,7 @@ def finetune(
     train_data = make_dataset(train_set, batch_size, training=True, seed=seed).map(
         lambda x, y: (x, tf.one_hot(y, classes))
     )
-    with tempfile.TemporaryDirectory() as scratch:
-        best_path = Path(scratch) / "best.weights.h5"
-        callbacks: list[keras.callbacks.Callback] = [
-            ValidationAccuracy(val_set.images, val_set.labels, batch_size),
-            keras.callbacks.ModelCheckpoint(
-                best_path, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
-            ),
-        ]
-        if backup_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-        student.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
-        student.load_weights(best_path)
+    fit_keeping_best(student, train_data, val_set, epochs, batch_size, backup_dir, verbose)
     with atomic_output(output, force) as tmp:
         student.save(tmp)
     return student
