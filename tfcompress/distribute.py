@@ -45,6 +45,8 @@ def _short_name(device: str) -> str:
 def get_strategy(devices: int | Sequence[str] | None = None):
     """Return a ``MirroredStrategy`` over ``devices``, or the default strategy for one device.
 
+    The same device set gives the same strategy object for the life of the process.
+
     Raises:
         TfcompressError: a bad device count or an unknown device name.
     """
