@@ -73,6 +73,7 @@ def plot(results: list[dict], output: str | os.PathLike, force: bool = False) ->
     by_size.set_xlabel("file size (KiB, log scale)")
     by_latency.set_xlabel(f"latency per image, median (ms, {results[0]['threads']} thread(s))")
     for axis in (by_size, by_latency):
+        axis.margins(x=0.2, y=0.15)  # room for the labels
         axis.set_ylabel("top-1 accuracy (%)")
         axis.grid(True, alpha=0.3)
     figure.suptitle("accuracy against size and latency")
