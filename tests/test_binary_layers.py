@@ -211,3 +211,19 @@ def test_zoo_layout_float_stem_and_head_binary_body():
     assert kinds["stem_conv"] is keras.layers.Conv2D and kinds["logits"] is keras.layers.Dense
     assert sum(kind is BinaryConv2D for kind in kinds.values()) == 16
     assert model.output_shape == (None, 5)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_magnitude_aware_sum_of_zero_is_exactly_zero(kind):
+    """An integer popcount sum of 0 must stay exactly 0 (as in the .tflite op), not +-1e-7."""
+    rng = np.random.default_rng(0)
+    signs = np.concatenate([np.ones(33), -np.ones(33)])[rng.permutation(66)].astype(np.float32)
+    kernel = rng.uniform(0.05, 1.0, (66, 16)).astype(np.float32)  # all positive: every sum is sum(signs) = 0
+    options = {"input_quantizer": "ste_sign", "kernel_quantizer": "magnitude_aware_sign", "use_bias": False}
+    if kind == "dense":
+        layer, x, kernel = BinaryDense(16, **options), signs[None], kernel
+    else:
+        layer, x, kernel = BinaryConv2D(16, 1, **options), signs[None, None, None], kernel[None, None]
+    layer.build(x.shape)
+    layer.kernel.assign(kernel)
+    np.testing.assert_array_equal(np.asarray(layer(x)), 0.0)

@@ -30,6 +30,25 @@ def _quantize(quantizer, x):
     return x if quantizer is None else quantizer(x)
 
 
+def _apply_quantized_kernel(quantizer, kernel, product, channel_axis: int = -1):
+    """``product(q(W))`` for a ``product`` linear in the kernel, per output channel.
+
+    With ``magnitude_aware_sign``, ``q(W) = alpha * sign(W)`` and the result is computed as
+    ``alpha * product(sign(W))``: the same value, but the sums of products of +-1 are then exact
+    integers in float32, as in the ``.tflite`` op. Computed the other way, a sum that is exactly
+    zero can come out as +-1e-8 and flip the sign a following binary layer takes of it.
+    ``q(W) / alpha`` is exactly +-1 in IEEE arithmetic and keeps the straight-through gradient.
+    """
+    quantized = _quantize(quantizer, kernel)
+    if not isinstance(quantizer, quantizers.MagnitudeAwareSign):
+        return product(quantized)
+    alpha = ops.stop_gradient(ops.mean(ops.abs(kernel), axis=list(range(len(kernel.shape) - 1))))
+    outputs = product(quantized / ops.where(alpha > 0, alpha, ops.ones_like(alpha)))
+    shape = [1] * len(outputs.shape)
+    shape[channel_axis] = -1
+    return outputs * ops.reshape(alpha, shape)
+
+
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """Before/after padding of TensorFlow's ``"same"``: ``out = ceil(size / stride)``.
 
@@ -133,18 +152,22 @@ class BinaryConv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         """The base conv on the quantized kernel, with explicit one-padding when asked."""
-        kernel = _quantize(self.kernel_quantizer, kernel)
         padding = self.padding
         if self.one_padding:
             inputs, padding = self._pad_with_ones(inputs), "valid"
-        return ops.conv(
-            inputs,
-            kernel,
-            strides=list(self.strides),
-            padding=padding,
-            dilation_rate=self.dilation_rate,
-            data_format=self.data_format,
-        )
+
+        def conv(quantized_kernel):
+            return ops.conv(
+                inputs,
+                quantized_kernel,
+                strides=list(self.strides),
+                padding=padding,
+                dilation_rate=self.dilation_rate,
+                data_format=self.data_format,
+            )
+
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        return _apply_quantized_kernel(self.kernel_quantizer, kernel, conv, channel_axis)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -207,7 +230,10 @@ class BinaryDense(keras.layers.Dense):
         self.kernel_quantizer = quantizers.get(kernel_quantizer)
 
     def call(self, inputs, training=None):
-        outputs = ops.matmul(_quantize(self.input_quantizer, inputs), _quantize(self.kernel_quantizer, self.kernel))
+        quantized_inputs = _quantize(self.input_quantizer, inputs)
+        outputs = _apply_quantized_kernel(
+            self.kernel_quantizer, self.kernel, lambda kernel: ops.matmul(quantized_inputs, kernel)
+        )
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         return outputs if self.activation is None else self.activation(outputs)
