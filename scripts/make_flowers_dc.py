@@ -83,7 +83,7 @@ def main() -> None:
     from make_flowers_pruned import float_tflite
 
     from tfcompress.convert import load_keras_model, to_tflite
-    from tfcompress.fileio import atomic_output, check_output_path, write_bytes_atomic, write_text_atomic
+    from tfcompress.fileio import atomic_output, cached_model, output_paths, write_bytes_atomic, write_text_atomic
     from tfcompress.pruning import deep_compress
     from tfcompress.pruning.deep_compression import size_report
     from tfcompress.pruning.finetune import FinetuneConfig
@@ -93,18 +93,14 @@ def main() -> None:
     from tfcompress.pruning.pipeline import prune_and_finetune
 
     out = Path(args.out_dir)
-    paths = {suffix: out / f"{args.name}{suffix}" for suffix in (".keras", ".tflite", ".md")}
-    for path in paths.values():
-        check_output_path(path, args.force)
+    paths = output_paths(out, args.name, (".keras", ".tflite", ".md"), args.force)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     teacher = load_keras_model(args.teacher)
-    checkpoint = work / f"pruned_s{args.sparsity}_e{args.epochs}.keras"
-    if checkpoint.is_file():
-        pruned = keras.models.load_model(checkpoint, compile=False)
-    else:
-        pruned = prune_and_finetune(
+    pruned = cached_model(
+        work / f"pruned_s{args.sparsity}_e{args.epochs}.keras",
+        lambda: prune_and_finetune(
             load_keras_model(args.start),
             None,
             args.sparsity,
@@ -112,9 +108,8 @@ def main() -> None:
             backup_dir=work / "backup",
             limit=args.limit,
             verbose=2,
-        )
-        with atomic_output(checkpoint, force=True) as tmp:
-            pruned.save(tmp)
+        ),
+    )
     float_path = float_tflite(teacher, work)
     float_bytes = float_path.stat().st_size
     for bits in args.conv_bits:

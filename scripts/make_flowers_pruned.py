@@ -88,28 +88,23 @@ Latency is batch 1 on the shared 2-core machine, 50 timed runs after 5 warm-up r
 
 def main() -> None:
     args = parse_args()
-    import keras
 
     from tfcompress.convert import load_keras_model
-    from tfcompress.fileio import atomic_output, check_output_path, write_bytes_atomic, write_text_atomic
+    from tfcompress.fileio import atomic_output, cached_model, output_paths, write_bytes_atomic, write_text_atomic
     from tfcompress.pruning.export import to_sparse_tflite
     from tfcompress.pruning.finetune import FinetuneConfig
     from tfcompress.pruning.measure import cached_measure, measure_tflite, model_counts
     from tfcompress.pruning.pipeline import prune_and_finetune
 
     out = Path(args.out_dir)
-    paths = {suffix: out / f"{args.name}{suffix}" for suffix in (".keras", ".tflite", ".md")}
-    for path in paths.values():
-        check_output_path(path, args.force)
+    paths = output_paths(out, args.name, (".keras", ".tflite", ".md"), args.force)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     teacher = load_keras_model(args.teacher)
-    checkpoint = work / f"pruned_s{args.sparsity}_e{args.epochs}.keras"
-    if checkpoint.is_file():
-        pruned = keras.models.load_model(checkpoint, compile=False)
-    else:
-        pruned = prune_and_finetune(
+    pruned = cached_model(
+        work / f"pruned_s{args.sparsity}_e{args.epochs}.keras",
+        lambda: prune_and_finetune(
             teacher,
             None,
             args.sparsity,
@@ -118,9 +113,8 @@ def main() -> None:
             backup_dir=work / "backup",
             limit=args.limit,
             verbose=2,
-        )
-        with atomic_output(checkpoint, force=True) as tmp:
-            pruned.save(tmp)
+        ),
+    )
     with atomic_output(paths[".keras"], args.force) as tmp:
         pruned.save(tmp)
     write_bytes_atomic(paths[".tflite"], to_sparse_tflite(pruned), args.force)

@@ -80,20 +80,17 @@ Latency is batch 1 on the shared 2-core machine, 50 timed runs after 5 warm-up r
 
 def main() -> None:
     args = parse_args()
-    import keras
     from make_flowers_pruned import float_tflite
 
     from tfcompress.convert import load_keras_model, to_tflite
-    from tfcompress.fileio import atomic_output, check_output_path, write_bytes_atomic, write_text_atomic
+    from tfcompress.fileio import atomic_output, cached_model, output_paths, write_bytes_atomic, write_text_atomic
     from tfcompress.pruning.finetune import FinetuneConfig, finetune
     from tfcompress.pruning.measure import cached_measure, measure_tflite, model_counts
     from tfcompress.pruning.prune import copy_model
     from tfcompress.pruning.slim import add_gamma_penalty, slim
 
     out = Path(args.out_dir)
-    paths = {suffix: out / f"{args.name}{suffix}" for suffix in (".keras", ".tflite", ".md")}
-    for path in paths.values():
-        check_output_path(path, args.force)
+    paths = output_paths(out, args.name, (".keras", ".tflite", ".md"), args.force)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -101,43 +98,40 @@ def main() -> None:
     size = int(teacher.inputs[0].shape[1])
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate)
     distill_from = teacher if args.distill else None
-    penalized_path = work / "penalized.keras"
     if args.penalty_epochs == 0:
         penalized = teacher
-    elif penalized_path.is_file():
-        penalized = keras.models.load_model(penalized_path, compile=False)
     else:
         penalty = FinetuneConfig(epochs=args.penalty_epochs, learning_rate=args.learning_rate)
-        penalized = finetune(
-            lambda: add_gamma_penalty(teacher, args.l1),
-            None,
-            size,
-            penalty,
-            teacher=distill_from,
-            backup_dir=work / "backup_penalty",
-            limit=args.limit,
-            verbose=2,
+        penalized = cached_model(
+            work / "penalized.keras",
+            lambda: finetune(
+                lambda: add_gamma_penalty(teacher, args.l1),
+                None,
+                size,
+                penalty,
+                teacher=distill_from,
+                backup_dir=work / "backup_penalty",
+                limit=args.limit,
+                verbose=2,
+            ),
         )
-        with atomic_output(penalized_path, force=True) as tmp:
-            penalized.save(tmp)
     thin, report = slim(penalized, args.ratio, return_report=True)
     print(f"slimmed: {report}", flush=True)
-    slim_path = work / f"slim_r{args.ratio}_e{args.epochs}.keras"
-    if slim_path.is_file():
-        thin = keras.models.load_model(slim_path, compile=False)
-    elif args.epochs > 0:
-        thin = finetune(
-            lambda: copy_model(thin),
-            None,
-            size,
-            config,
-            teacher=distill_from,
-            backup_dir=work / "backup_finetune",
-            limit=args.limit,
-            verbose=2,
+    if args.epochs > 0:
+        sliced = thin
+        thin = cached_model(
+            work / f"slim_r{args.ratio}_e{args.epochs}.keras",
+            lambda: finetune(
+                lambda: copy_model(sliced),
+                None,
+                size,
+                config,
+                teacher=distill_from,
+                backup_dir=work / "backup_finetune",
+                limit=args.limit,
+                verbose=2,
+            ),
         )
-        with atomic_output(slim_path, force=True) as tmp:
-            thin.save(tmp)
     with atomic_output(paths[".keras"], args.force) as tmp:
         thin.save(tmp)
     write_bytes_atomic(paths[".tflite"], to_tflite(thin), args.force)

@@ -67,3 +67,27 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, force: bool = False
 def write_text_atomic(path: str | os.PathLike, text: str, force: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_output`."""
     return write_bytes_atomic(path, text.encode("utf-8"), force)
+
+
+def output_paths(directory: str | os.PathLike, name: str, suffixes: tuple[str, ...], force: bool = False) -> dict:
+    """``{suffix: directory/name+suffix}`` after checking each may be written (see :func:`check_output_path`)."""
+    return {suffix: check_output_path(Path(directory) / f"{name}{suffix}", force) for suffix in suffixes}
+
+
+def cached_model(path: str | os.PathLike, make):
+    """The Keras model an earlier run saved at ``path``; else ``make()``, saved there atomically.
+
+    Lets a long, multi-stage script resume at the first stage whose result is missing.
+    """
+    import keras
+
+    from tfcompress.plugins import load_methods
+
+    path = Path(path)
+    if path.is_file():
+        load_methods()
+        return keras.models.load_model(path, compile=False)
+    model = make()
+    with atomic_output(path, force=True) as tmp:
+        model.save(tmp)
+    return model
