@@ -82,3 +82,10 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: tfcompress" in capsys.readouterr().out
+
+
+def test_non_positive_counts_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "m.tflite", "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "--threads: expected an integer >= 1, got '0'" in capsys.readouterr().err

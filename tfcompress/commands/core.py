@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1 (a bad value is a usage error, not a traceback)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return number
+
+
 def _devices(value: str) -> int | list[str]:
     return int(value) if value.isdigit() else [name.strip() for name in value.split(",") if name.strip()]
 
@@ -82,10 +93,10 @@ def add_commands(subparsers) -> None:
     train.add_argument(
         "--model", default="resnet18", help="zoo model: resnet8, resnet14, resnet18, mobilenet_v2, vgg, ..."
     )
-    train.add_argument("--width", type=int, default=32, help="base width of the model")
-    train.add_argument("--image-size", type=int, default=96)
-    train.add_argument("--epochs", type=int, default=80)
-    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--width", type=positive_int, default=32, help="base width of the model")
+    train.add_argument("--image-size", type=positive_int, default=96)
+    train.add_argument("--epochs", type=positive_int, default=80)
+    train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--learning-rate", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -94,7 +105,7 @@ def add_commands(subparsers) -> None:
         help="N devices (MirroredStrategy; N logical CPUs without a GPU) or a list like /cpu:0,/cpu:1",
     )
     train.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
-    train.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
+    train.add_argument("--limit", type=positive_int, help="use only this many images per split (quick runs)")
     add_data_argument(train)
     add_output_arguments(train, ".keras")
     train.set_defaults(handler=_train)
@@ -110,9 +121,9 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("model", metavar="MODEL")
     add_data_argument(evaluate)
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
-    evaluate.add_argument("--threads", type=int, default=1)
-    evaluate.add_argument("--runs", type=int, default=50, help="timed batch-1 runs for the latency")
-    evaluate.add_argument("--limit", type=int, help="evaluate only this many images")
+    evaluate.add_argument("--threads", type=positive_int, default=1)
+    evaluate.add_argument("--runs", type=positive_int, default=50, help="timed batch-1 runs for the latency")
+    evaluate.add_argument("--limit", type=positive_int, help="evaluate only this many images")
     evaluate.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
     evaluate.add_argument("--force", action="store_true", help="overwrite the JSON file if it exists")
     evaluate.set_defaults(handler=_eval)
