@@ -98,7 +98,8 @@ def markdown(result: dict) -> str:
         "# Distillation on flowers5 (test.txt, through the .tflite runtime)",
         "",
         f"Student: {STUDENT['model']} width {STUDENT['width']} at {STUDENT['image_size']} px, {EPOCHS} epochs, "
-        f"same recipe and augmentation for both; distilled with T = {TEMPERATURE}, alpha (label weight) = {ALPHA}. "
+        f"mixup {STUDENT['mixup']}, same recipe and augmentation for both; "
+        f"distilled with T = {TEMPERATURE}, alpha (label weight) = {ALPHA}. "
         f"Teacher: `{result['teacher']['source']}`.",
         "",
         "| model | seed | top-1 | bytes | ms, 1 thread | ms, 2 threads | agrees with teacher | KL to teacher |",
@@ -168,8 +169,8 @@ def card(name: str, run: str, row: dict, command: str) -> str:
             "",
             f"Equivalent CLI: `{command}`.",
             f"Recipe: {EPOCHS} epochs, batch 64, SGD Nesterov 0.9, lr 0.1 with 3 warm-up epochs and cosine decay, "
-            "weight decay 5e-4, label smoothing 0.1, random-resized crop + flip + colour jitter, best validation "
-            "weights kept, seed 0."
+            "weight decay 5e-4, label smoothing 0.1, random-resized crop + flip + colour jitter, "
+            f"mixup {STUDENT['mixup']}, best validation weights kept, seed 0."
             + (f" Soft targets at T = {TEMPERATURE}, label weight alpha = {ALPHA}." if run.startswith("kd") else ""),
             "",
             "## Measured (`.venv/bin/python benchmarks/distill.py --cards --force`)",
@@ -259,9 +260,10 @@ def main() -> None:
     if args.cards:
         commands = {
             "scratch_s0": "tfcompress train --model resnet8 --width 16 --image-size 96 --epochs "
-            f"{EPOCHS} --seed 0 -o flowers_student.keras",
+            f"{EPOCHS} --mixup {STUDENT['mixup']} --seed 0 -o flowers_student.keras",
             "kd_s0": "tfcompress distill --teacher models/flowers_float.keras --student resnet8 --width 16 "
-            f"--image-size 96 --epochs {EPOCHS} --temperature {TEMPERATURE} --alpha {ALPHA} --seed 0 "
+            f"--image-size 96 --epochs {EPOCHS} --mixup {STUDENT['mixup']} --temperature {TEMPERATURE} "
+            f"--alpha {ALPHA} --seed 0 "
             "-o flowers_student_kd.keras",
         }
         for run, name in SHIPPED.items():

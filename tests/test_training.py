@@ -73,3 +73,17 @@ def test_interrupted_training_resumes_from_backup(image_folder, tmp_path):
     finally:
         keras.Model.fit = original_fit
     assert seen_epochs == [1], f"resumed run should start at epoch 1, ran {seen_epochs}"
+
+
+def test_mixup_mixes_images_and_labels_with_the_same_weight():
+    from tfcompress.training import mixup_batch
+
+    class_values = np.array([10.0, 100.0, 200.0], np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    images = np.ones((6, 4, 4, 3), np.float32) * (labels @ class_values)[:, None, None, None]  # constant per class
+    keras.utils.set_random_seed(3)
+    mixed_images, mixed_labels = (np.asarray(t) for t in mixup_batch(images, labels, 0.4))
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, rtol=1e-6)
+    # Each mixed image is the label-weighted blend of the class images it came from.
+    np.testing.assert_allclose(mixed_images[:, 0, 0, 0], mixed_labels @ class_values, rtol=1e-5)
+    assert not np.allclose(mixed_labels, labels)

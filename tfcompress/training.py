@@ -82,7 +82,8 @@ def mixup_batch(images, labels, alpha: float):
     return images, labels
 
 
-def _one_hot_dataset(image_set: ImageSet, batch_size: int, training: bool, seed: int, mixup: float = 0.0):
+def one_hot_dataset(image_set: ImageSet, batch_size: int, training: bool, seed: int, mixup: float = 0.0):
+    """Batches of (images, one-hot labels); training batches are augmented and optionally mixed up."""
     import tensorflow as tf
 
     classes = len(image_set.class_names)
@@ -174,7 +175,7 @@ def train(
 
             model.set_weights(load_keras_model(init_from).get_weights())
         compile_for_training(model, config, steps_per_epoch)
-    train_data = _one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
+    train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
     fit_keeping_best(model, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
     save_for_inference(model, output, force)
     return model

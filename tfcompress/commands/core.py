@@ -46,6 +46,7 @@ def _train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        mixup=args.mixup,
     )
     train(
         args.output,
@@ -99,6 +100,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--learning-rate", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
+    )
     train.add_argument(
         "--devices",
         type=_devices,

@@ -25,6 +25,7 @@ def _distill(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        mixup=args.mixup,
         temperature=args.temperature,
         alpha=args.alpha,
     )
@@ -62,6 +63,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
+    )
     parser.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T of the soft targets")
     parser.add_argument(
         "--alpha", type=float, default=0.1, help="weight of the label loss; 1 - alpha weighs the soft targets"

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from tfcompress.data import ImageSet, load_split, make_dataset
+from tfcompress.data import load_split
 from tfcompress.distill.distiller import build_distiller
 from tfcompress.distill.pairs import LayerPairs, find_layer, matching_layer_pairs
 from tfcompress.distribute import get_strategy
 from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, check_output_path
 from tfcompress.models import build_model
-from tfcompress.training import TrainConfig, fit_keeping_best, make_optimizer
+from tfcompress.training import TrainConfig, fit_keeping_best, make_optimizer, one_hot_dataset
 
 
 @dataclass
@@ -63,15 +63,6 @@ def load_teacher(teacher: keras.Model | str | os.PathLike) -> keras.Model:
     from tfcompress.convert import load_keras_model
 
     return load_keras_model(teacher)
-
-
-def _one_hot(image_set: ImageSet, batch_size: int, training: bool, seed: int):
-    import tensorflow as tf
-
-    classes = len(image_set.class_names)
-    return make_dataset(image_set, batch_size, training=training, seed=seed).map(
-        lambda x, y: (x, tf.one_hot(y, classes))
-    )
 
 
 def distill(
@@ -138,7 +129,7 @@ def distill(
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
         distiller(keras.ops.zeros((1, config.image_size, config.image_size, 3)))  # built, for BackupAndRestore
-    train_data = _one_hot(train_set, batch_size, True, config.seed)
+    train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
     fit_keeping_best(distiller, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
     with atomic_output(output, force) as tmp:
         distiller.student.save(tmp)

@@ -18,7 +18,7 @@ import keras
 
 from tfcompress.data import list_split, load_split, resolve_data_dir
 from tfcompress.distribute import get_strategy
-from tfcompress.training import TrainConfig, ValidationAccuracy, _one_hot_dataset, make_optimizer
+from tfcompress.training import TrainConfig, ValidationAccuracy, make_optimizer, one_hot_dataset
 
 
 @dataclass
@@ -99,7 +99,7 @@ def finetune(
             loss=loss,
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
-    data = _one_hot_dataset(train_set, batch_size, True, config.seed)
+    data = one_hot_dataset(train_set, batch_size, True, config.seed)
     validation = ValidationAccuracy(val_set.images, val_set.labels, batch_size)
     all_callbacks: list[keras.callbacks.Callback] = []
     if backup_dir is not None:  # first: it restores weights and the step before the masks are recomputed
