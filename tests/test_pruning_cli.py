@@ -40,3 +40,16 @@ def test_bad_options_print_one_line_errors(image_folder, tmp_path, capsys):
     assert "does not divide its input dimension" in capsys.readouterr().err
     assert main(["slim", str(source), "--data", str(image_folder), "--ratio", "1.5", "-o", out]) == 2
     assert "--ratio must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_distilled_prune_finetune_runs_with_a_backup_folder(image_folder, tmp_path):
+    from tfcompress.pruning.finetune import FinetuneConfig
+    from tfcompress.pruning.pipeline import prune_and_finetune
+
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet8", num_classes=3, image_size=24, width=4)
+    config = FinetuneConfig(epochs=1, batch_size=4)
+    backup = tmp_path / "backup"
+    pruned = prune_and_finetune(model, image_folder, 0.5, config=config, teacher=model, backup_dir=backup, verbose=0)
+    kernel = keras.ops.convert_to_numpy(pruned.get_layer("stage2_block1_conv2").kernel)
+    assert np.mean(kernel == 0) == np.float64(round(0.5 * kernel.size) / kernel.size)

@@ -94,6 +94,7 @@ def finetune(
             from tfcompress.distill import build_distiller
 
             trainer = build_distiller(teacher, model, config.temperature, config.alpha, copy=False)
+            trainer(keras.ops.zeros((1, image_size, image_size, 3)))  # built: BackupAndRestore needs it
         trainer.compile(
             optimizer=make_optimizer(recipe, steps),
             loss=loss,
