@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tfcompress-installed
 DEMO_DIR := out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test lint clean native-aarch64 pi-check
+.PHONY: setup demo test lint clean native-aarch64 pi-check android-jni-check models models-index
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +42,31 @@ native-aarch64:
 		-DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/converters/cmake/aarch64-linux-gnu.cmake
 	$(CMAKE) --build build/native-aarch64 --parallel
 
-# The Pi app on aarch64 under qemu-user emulation vs the same app on x86, on a few flowers5
-# test images; the record goes to build/pi-check/. Needs: apt-get install qemu-user-static
+# The Pi app on aarch64 under qemu-user emulation vs the same app on x86, every models/*.tflite
+# on a few flowers5 test images; the record goes to build/pi-check/. Needs: apt-get install
+# qemu-user-static. PI_CHECK_ARGS='--images 10' for more images (qemu is slow).
+PI_CHECK_ARGS ?= --images 4
 pi-check: setup native-aarch64
-	$(PY) android_demo/raspberry_pi/tools/pi_check.py --ops-library-aarch64 build/native-aarch64/libtfcompress_ops.so
+	$(PY) android_demo/raspberry_pi/tools/pi_check.py --ops-library-aarch64 build/native-aarch64/libtfcompress_ops.so $(PI_CHECK_ARGS)
+
+# The Android native part (JNI library + op library) cross-compiled with Debian's GCC for
+# arm64-v8a and armeabi-v7a, and the kernel check run under qemu-user. Not the NDK: the
+# APK's libraries need the Android NDK (Gradle). Needs: apt-get install
+# g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user-static, and a JDK (jni.h).
+android-jni-check:
+	sh android_demo/android/check_jni.sh arm64-v8a armeabi-v7a
+
+# Rebuild every shipped model in dependency order with the commands their cards record
+# (scripts/rebuild_models.py; resumable, skips models that exist), then models/README.md.
+# DRY_RUN=1 prints the plan; FORCE=1 replaces existing models; ONLY='pq dc' picks steps.
+REBUILD_FLAGS = $(if $(filter 1,$(DRY_RUN)),--dry-run) $(if $(filter 1,$(FORCE)),--force) $(if $(ONLY),--only $(ONLY))
+models: setup
+	nice -n 5 $(PY) scripts/rebuild_models.py $(REBUILD_FLAGS)
+	$(if $(filter 1,$(DRY_RUN)),,$(PY) scripts/models_index.py)
+
+# models/README.md (the index of the shipped models) from the .tflite files and their cards.
+models-index: setup
+	$(PY) scripts/models_index.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info out

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from script_command import invoked_command  # noqa: E402
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +61,7 @@ shared-weight indices and of the relative sparse positions (4-bit gaps, filler z
 overflow). Our `TfcSparseDecode` op rebuilds each kernel once at Prepare; the builtin conv /
 fully-connected kernels run on it (needs `libtfcompress_ops.so`, loaded by `tfcompress.runtime`).
 
-Made by: `nice -n 5 .venv/bin/python scripts/make_flowers_dc.py --epochs {args.epochs}`
+Made by: `{invoked_command("scripts/make_flowers_dc.py")}`
 after `scripts/make_flowers_pruned.py`
 ({seconds / 60:.0f} min on 2 shared CPU cores).
 

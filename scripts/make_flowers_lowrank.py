@@ -180,7 +180,8 @@ def main() -> None:
     }
     command = (
         f"nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --target-macs {args.target_macs:g} "
-        f"--method {args.method} --epochs {args.epochs} --learning-rate {args.learning_rate:g}"
+        f"--method {args.method} --epochs {args.epochs} --learning-rate {args.learning_rate:g} "
+        f"--eval-images {args.eval_images}"
     )
     text = card(result, evals, command, costs)
     write_text_atomic(out.with_suffix(".md"), text, force=args.force)

@@ -24,6 +24,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from script_command import invoked_command  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,7 +68,7 @@ def card(args: argparse.Namespace, quantizer, report, results: dict, seconds: fl
     lines = [
         f"# {args.name}: product-quantized flowers ResNet-18",
         "",
-        f"Made by `nice -n 5 .venv/bin/python scripts/make_flowers_pq.py --teacher {args.teacher}` "
+        f"Made by `{invoked_command('scripts/make_flowers_pq.py')}` "
         f"(block size {args.block_size}, k={args.centroids}, layer steps {args.layer_steps}, global steps "
         f"{args.global_steps}, lr {args.learning_rate}/{args.global_learning_rate}, T={args.temperature}); "
         f"the last invocation took {seconds / 60:.1f} min on 2 shared CPU cores.",

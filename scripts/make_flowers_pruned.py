@@ -22,6 +22,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from script_command import invoked_command  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,8 +57,7 @@ def float_tflite(teacher, work: Path) -> Path:
 
 
 def card(args, counts_before, counts_after, float_result, result, seconds) -> str:
-    command = f"nice -n 5 .venv/bin/python scripts/make_flowers_pruned.py --epochs {args.epochs}"
-    command += " --distill" if args.distill else ""
+    command = invoked_command("scripts/make_flowers_pruned.py")
     finetune = (
         f"finetuned {args.epochs} epochs (polynomial schedule, SGD 0.01 cosine"
         + (", distilled from the float model)" if args.distill else ")")

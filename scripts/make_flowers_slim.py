@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from script_command import invoked_command  # noqa: E402
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,10 +45,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def card(args, before, after, float_result, result, report, seconds) -> str:
-    command = (
-        f"nice -n 5 .venv/bin/python scripts/make_flowers_slim.py --ratio {args.ratio} "
-        f"--penalty-epochs {args.penalty_epochs} --epochs {args.epochs}" + (" --distill" if args.distill else "")
-    )
+    command = invoked_command("scripts/make_flowers_slim.py")
     finetune = (
         f"finetuned {args.epochs} epochs" if args.epochs else "NOT finetuned (CPU was scarce; rerun with --epochs)"
     )

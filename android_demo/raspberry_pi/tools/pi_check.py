@@ -45,9 +45,9 @@ LITERT_PROBE = (
 )
 KERNEL_PROBE = (
     "import ctypes, platform, sys; lib = ctypes.CDLL(sys.argv[1]); "
-    "lib.tfc_kernels.restype = lib.tfc_default_kernel.restype = ctypes.c_char_p; "
+    "lib.tfc_kernels.restype = lib.tfc_default_kernel.restype = lib.tfc_op_names.restype = ctypes.c_char_p; "
     "print(f'machine={platform.machine()} kernels={lib.tfc_kernels().decode()} "
-    "default={lib.tfc_default_kernel().decode()}')"
+    "default={lib.tfc_default_kernel().decode()} ops={lib.tfc_op_names().decode()}')"
 )
 
 
@@ -111,12 +111,37 @@ def predictions(stdout: str) -> dict[str, list[dict]]:
 
 
 def is_quantized(model: Path) -> bool:
-    """Whether the model computes with int8/uint8 tensors (read with ai-edge-litert's schema)."""
+    """Whether a builtin op of the model computes on int8/uint8 tensors (read with ai-edge-litert's schema).
+
+    Custom ops are left out: the tfcompress ops take integer codes / indices but give float
+    weights to the builtin float kernels, so those models are held to the float tolerance.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
     parsed = schema.ModelT.InitFromPackedBuf(model.read_bytes(), 0)
     integer = {schema.TensorType.INT8, schema.TensorType.UINT8}
-    return any(t.type in integer for graph in parsed.subgraphs for t in graph.tensors)
+    for graph in parsed.subgraphs:
+        for op in graph.operators:
+            code = parsed.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.CUSTOM:
+                continue
+            if any(graph.tensors[i].type in integer for i in op.inputs if i >= 0):
+                return True
+    return False
+
+
+def custom_ops(model: Path) -> list[str]:
+    """The custom operators ``model`` needs (read with the app's own flatbuffer reader)."""
+    sys.path.insert(0, str(APP_DIR))
+    from flowerpi.tflite_file import custom_op_names
+
+    return custom_op_names(model.read_bytes(), str(model))
+
+
+def probed_ops(probe: str) -> set[str]:
+    """The op names of the library probe's ``ops=A,B,...`` field."""
+    field = next((word for word in probe.split() if word.startswith("ops=")), "ops=")
+    return set(filter(None, field[4:].split(",")))
 
 
 def flipped(x86: dict, arm: dict) -> list[str]:
@@ -127,6 +152,15 @@ def flipped(x86: dict, arm: dict) -> list[str]:
 def near_tie(top: list[dict], margin: float = 0.1) -> bool:
     """Whether the first two classes are within ``margin`` of each other."""
     return len(top) > 1 and top[0]["score"] - top[1]["score"] < margin
+
+
+def near_ties(x86: dict, arm: dict) -> list[str]:
+    """Images whose x86 top-2 are a near tie, with both runs' first two classes and scores."""
+
+    def two(top: list[dict]) -> str:
+        return " / ".join(f"{t['label']} {t['score']:.3f}" for t in top[:2])
+
+    return [f"{k}: x86 {two(x86[k])}, aarch64 {two(arm[k])}" for k in x86 if k in arm and near_tie(x86[k])]
 
 
 def compare(x86: dict, arm: dict) -> tuple[bool, float, list[str]]:
@@ -179,6 +213,13 @@ def main() -> int:
     crash = " | ".join(line.strip() for line in litert.stderr.splitlines() if "Fatal" in line or "File " in line)
     litert_probe = "runs" if litert.returncode == 0 else f"exit {litert.returncode}: {crash or litert.stderr[-300:]}"
     print(f"ai-edge-litert under emulation: {litert_probe}", flush=True)
+    offered = probed_ops(probe)
+    needed = {model.name: custom_ops(model) for model in models}
+    missing = {name: sorted(set(ops) - offered) for name, ops in needed.items() if set(ops) - offered}
+    for name, ops in needed.items():
+        print(f"{name}: custom ops {', '.join(ops) or 'none'}", flush=True)
+    if missing:
+        fail(f"the aarch64 op library lacks {missing}")
     results = []
     for model in models:
         quantized = is_quantized(model)
@@ -207,6 +248,7 @@ def main() -> int:
             results.append(
                 {
                     "model": str(model),
+                    "custom_ops": needed[model.name],
                     "kernels": kernels,
                     "quantized": quantized,
                     "images": len(x86_pred),
@@ -215,6 +257,7 @@ def main() -> int:
                     "max_score_difference": worst,
                     "passed": passed,
                     "problems": problems,
+                    "near_ties": near_ties(x86_pred, arm_pred) if quantized else [],
                 }
             )
             verdict = "same predictions" if same else "DIFFERENT predictions"
@@ -244,16 +287,21 @@ def main() -> int:
         "",
     ]
     lines += [
-        "| model | int8 | builtin-op kernels | images | same top-1 | same top-3 (order) | max score diff. | passed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | custom ops | int8 | builtin-op kernels | images | same top-1 | same top-3 (order) "
+        "| max score diff. | passed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {Path(r['model']).name} | {r['quantized']} | {r['kernels']} | {r['images']} "
+        f"| {Path(r['model']).name} | {', '.join(r['custom_ops']) or '-'} | {r['quantized']} | {r['kernels']} "
+        f"| {r['images']} "
         f"| {r['same_top_1']}/{r['images']} | {r['same_top_k']} | {r['max_score_difference']:.2e} | {r['passed']} |"
         for r in results
     ]
     lines += ["", "Differences:"] + [
         f"- {Path(r['model']).name}, {r['kernels']}: {p}" for r in results for p in r["problems"]
+    ]
+    lines += ["", "int8 near ties (x86 top-2 within 0.1; a top-1 may flip there):"] + [
+        f"- {Path(r['model']).name}, {r['kernels']}: {t}" for r in results for t in r["near_ties"]
     ]
     for entry in log:
         lines += [

@@ -1,0 +1,203 @@
+"""`make models` (scripts/rebuild_models.py): the plan from the cards, order, resume, refusals.
+
+Nothing is trained: the real repository is only planned (``--dry-run``), and the runs use a
+temporary repository whose scripts record their arguments and write their outputs, refusing
+to overwrite without ``--force`` like the real ones.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import rebuild_models  # noqa: E402
+from rebuild_models import STEPS, main, make_plan  # noqa: E402
+
+FAKE_SCRIPT = """
+import json, sys
+from pathlib import Path
+name = Path(sys.argv[0]).name
+root = Path(sys.argv[0]).resolve().parent.parent
+with open(root / "log.txt", "a") as log:
+    log.write(json.dumps([name, sys.argv[1:]]) + "\\n")
+spec = json.loads((root / "outputs.json").read_text())[name]
+if spec.get("fail"):
+    sys.exit(5)
+if spec["when"] and spec["when"] not in sys.argv:
+    sys.exit(0)
+files = [root / "models" / f for f in spec["files"]]
+if any(f.exists() for f in files) and "--force" not in sys.argv:
+    print("exists; pass --force", file=sys.stderr)
+    sys.exit(3)
+args = " ".join(a for a in sys.argv[1:] if a != "--force")
+for f in files:  # a card is rewritten with the command, as the real scripts do
+    f.write_text(f"Made by `python scripts/{name} {args}`\\n" if f.suffix == ".md" else "made")
+"""
+
+CARDS = {
+    "flowers_float": "Made by `python scripts/train_flowers_float.py` (= `tfcompress train`).\n"
+    "`.tflite`: `python scripts/export_flowers_float.py` (= `tfcompress convert`).\n",
+    "flowers_int8": "Made by `python scripts/export_flowers_float.py --force`.\n",
+    "flowers_pq": "Made by `nice -n 5 .venv/bin/python scripts/make_flowers_pq.py --teacher t.keras` (k=256).\n",
+    "flowers_pruned": "Made by: `nice -n 5 .venv/bin/python scripts/make_flowers_pruned.py --epochs 1 --distill`\n",
+    "flowers_dc": "Made by: `python scripts/make_flowers_dc.py --epochs 0`\nafter `scripts/make_flowers_pruned.py`\n",
+    "flowers_slim": "Made by: `python scripts/make_flowers_slim.py --ratio 0.5 --epochs 0`\n",
+    "flowers_lowrank": "Made by:\n\n    nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --target-macs 0.45"
+    " --epochs 10 > log 2>&1 &\n",
+    "flowers_binary": "Made by `python scripts/train_flowers_binary.py`\n",
+    "flowers_student": "```\npython scripts/train_flowers_students.py --runs scratch --seeds 0\n"
+    "python scripts/train_flowers_students.py --runs kd --seeds 0\n"
+    "python scripts/train_flowers_students.py --runs none --ship\n```\n",
+    "flowers_student_kd": "```\npython scripts/train_flowers_students.py --runs kd --seeds 0\n"
+    "python scripts/train_flowers_students.py --runs none --ship\n```\n",
+}
+
+
+@pytest.fixture
+def fake_repo(tmp_path: Path) -> Path:
+    """A repository with every card, fake scripts, and the binary model already made."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "scripts").mkdir()
+    for card, text in CARDS.items():
+        (tmp_path / "models" / f"{card}.md").write_text(text)
+    outputs = {}
+    for step in STEPS:
+        if step.script is None:
+            continue
+        cards = [f"{c}.md" for c in step.cards] if step.writes_card else []
+        when = "--ship" if step.name == "students" else None
+        outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
+        (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    for done in ("flowers_binary.keras", "flowers_binary.tflite"):
+        (tmp_path / "models" / done).write_text("made")
+    return tmp_path
+
+
+def calls(root: Path) -> list[tuple[str, list[str]]]:
+    log = root / "log.txt"
+    return [tuple(json.loads(line)) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_fresh_rebuild_runs_every_missing_step_in_order_with_the_cards_arguments(fake_repo, capsys):
+    assert main(["--root", str(fake_repo)]) == 0
+    assert calls(fake_repo) == [
+        ("train_flowers_float.py", []),
+        ("export_flowers_float.py", []),
+        ("make_flowers_pq.py", ["--teacher", "t.keras", "--force"]),  # --force only for its card
+        ("make_flowers_pruned.py", ["--epochs", "1", "--distill", "--force"]),
+        ("make_flowers_dc.py", ["--epochs", "0", "--force"]),
+        ("make_flowers_slim.py", ["--ratio", "0.5", "--epochs", "0", "--force"]),
+        ("make_flowers_lowrank.py", ["--target-macs", "0.45", "--epochs", "10", "--force"]),
+        ("train_flowers_students.py", ["--runs", "scratch", "--seeds", "0"]),
+        ("train_flowers_students.py", ["--runs", "kd", "--seeds", "0"]),
+        ("train_flowers_students.py", ["--runs", "none", "--ship"]),
+    ]
+    assert "[done] binary" in capsys.readouterr().out
+    for step in STEPS:
+        assert all((fake_repo / "models" / o).is_file() for o in step.outputs)
+
+
+def test_a_second_run_is_a_no_op(fake_repo):
+    assert main(["--root", str(fake_repo)]) == 0
+    before = calls(fake_repo)
+    assert main(["--root", str(fake_repo)]) == 0
+    assert calls(fake_repo) == before
+
+
+def test_refuses_to_overwrite_a_partial_step_before_running_anything(fake_repo, capsys):
+    assert main(["--root", str(fake_repo)]) == 0
+    (fake_repo / "log.txt").unlink()
+    (fake_repo / "models/flowers_dc.tflite").unlink()
+    (fake_repo / "models/flowers_float.keras").unlink()  # a step that could run comes first
+    assert main(["--root", str(fake_repo)]) == 2
+    captured = capsys.readouterr()
+    assert "would overwrite models/flowers_dc.keras" in captured.out
+    assert "refusing to overwrite" in captured.err
+    assert calls(fake_repo) == []
+
+
+def test_force_with_only_rebuilds_just_those_steps_and_passes_force(fake_repo):
+    assert main(["--root", str(fake_repo)]) == 0
+    (fake_repo / "log.txt").unlink()
+    assert main(["--root", str(fake_repo), "--force", "--only", "dc", "float_tflite"]) == 0
+    assert calls(fake_repo) == [
+        ("export_flowers_float.py", ["--force"]),
+        ("make_flowers_dc.py", ["--epochs", "0", "--force"]),
+    ]
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(fake_repo, capsys):
+    (fake_repo / "models/flowers_pq.keras").write_text("made")
+    (fake_repo / "models/flowers_pq.tflite").write_text("made")
+    assert main(["--root", str(fake_repo), "--dry-run", "--python", "PY"]) == 0
+    out = capsys.readouterr().out
+    assert calls(fake_repo) == []
+    assert "[run] float -> models/flowers_float.keras\n    $ PY scripts/train_flowers_float.py\n" in out
+    assert "[done] pq (needs float)" in out
+    assert "made from the previous float" in out  # pq exists but its teacher is being re-made
+    assert "$ PY -m tfcompress.cli convert models/flowers_binary.keras -o models/flowers_binary.tflite" in out
+
+
+def test_a_failing_step_stops_the_rebuild(fake_repo, capsys):
+    spec = json.loads((fake_repo / "outputs.json").read_text())
+    spec["make_flowers_pq.py"]["fail"] = True
+    (fake_repo / "outputs.json").write_text(json.dumps(spec))
+    assert main(["--root", str(fake_repo)]) == 1
+    assert [name for name, _ in calls(fake_repo)][-1] == "make_flowers_pq.py"
+    assert "step pq failed (exit 5" in capsys.readouterr().err
+
+
+def test_missing_card_or_command_and_unknown_step_are_errors(fake_repo, capsys):
+    (fake_repo / "models/flowers_slim.md").write_text("# flowers_slim\nno command here\n")
+    assert main(["--root", str(fake_repo), "--dry-run"]) == 2
+    assert "record(s) no `scripts/make_flowers_slim.py ...` command" in capsys.readouterr().err
+    (fake_repo / "models/flowers_slim.md").unlink()
+    assert main(["--root", str(fake_repo), "--dry-run"]) == 2
+    assert "models/flowers_slim.md is missing" in capsys.readouterr().err
+    assert main(["--root", str(fake_repo), "--dry-run", "--only", "teacher"]) == 2
+    assert "unknown step(s) teacher" in capsys.readouterr().err
+
+
+def script_options(script: Path) -> set[str] | None:
+    """The ``--options`` an argparse script defines; None when it reads ``sys.argv`` itself."""
+    tree = ast.parse(script.read_text())
+    options = {
+        arg.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+        for arg in node.args
+        if isinstance(arg, ast.Constant) and str(arg.value).startswith("--")
+    }
+    return options or None
+
+
+def test_the_real_cards_give_a_plan_the_real_scripts_accept(capsys):
+    """Every shipped model has a step; every card command names options its script defines."""
+    assert main(["--dry-run"]) == 0
+    assert "[refused]" not in capsys.readouterr().out
+    plan = make_plan(REPO, "python", force=True)
+    made = {o for item in plan for o in item.step.outputs}
+    assert {p.name for p in (REPO / "models").glob("*.tflite")} <= made
+    for item in plan:
+        for command in item.commands:
+            if item.step.script is None:
+                continue
+            assert command[1] == f"scripts/{item.step.script}"
+            options = script_options(REPO / command[1])
+            used = {token for token in command[2:] if token.startswith("--")}
+            assert used <= (options or {"--force"}), f"{command}: options the script does not define"
+
+
+def test_steps_come_after_the_steps_they_need():
+    names = [step.name for step in STEPS]
+    for step in STEPS:
+        assert all(names.index(need) < names.index(step.name) for need in step.needs)
+    assert rebuild_models.select(["dc", "float"]) == [STEPS[0], STEPS[4]]
