@@ -6,8 +6,10 @@ float16. Ops (custom options are the flexbuffer attributes listed):
 
 ``TfcPQDecode`` (conv): inputs ``packed codes uint8``, ``codebook float16 [k, d]``;
 output the float32 kernel ``[C_out, kh, kw, C_in]`` (TFLite's filter layout). The op
-decodes once at Prepare into a persistent read-only tensor, so the builtin ``CONV_2D``
-that consumes it runs on constant-like weights and decoding costs nothing per inference.
+library's delegate decodes it once, when it is applied, into a read-only constant tensor;
+XNNPACK, applied after that delegate, sees a static filter and takes the ``CONV_2D`` that
+consumes it as it would a float model's (without XNNPACK the builtin kernel reads the same
+constant), and decoding costs nothing per inference.
 Options: ``block_size``, ``n_centroids``, ``code_bits``, ``kernel_h``, ``kernel_w``,
 ``in_channels``, ``out_channels``.
 

@@ -3,9 +3,11 @@
 The ``.tflite`` holds no float kernel: each layer contributes its Deep Compression streams
 (:mod:`tfcompress.pruning.deep_compression`): the Huffman-coded relative positions and
 shared-weight indices, the two code-length tables (one byte per symbol) and the float32
-codebook. ``TfcSparseDecode`` decodes them once at Prepare into a persistent tensor in the
-layout its consumer reads (``CONV_2D``: ``[C_out, kh, kw, C_in]``; ``FULLY_CONNECTED``:
-``[C_out, C_in]``), so inference runs the stock kernels on the rebuilt weights.
+codebook. ``TfcSparseDecode`` decodes them once, when the op library's delegate is applied,
+into a read-only constant tensor in the layout its consumer reads (``CONV_2D``:
+``[C_out, kh, kw, C_in]``; ``FULLY_CONNECTED``: ``[C_out, C_in]``); XNNPACK, applied after
+that delegate, sees static weights and takes the consumer like a float model's (without
+XNNPACK the builtin kernels read the same constant). See ``converters/src/tflite/delegate.cc``.
 
 Custom options: ``entries``, ``gap_bits``, ``weight_bits``, ``rank``, ``dim0`` .. ``dim3``.
 The composite's TensorFlow body returns the same kernel as a constant, so the traced graph

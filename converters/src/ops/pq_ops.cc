@@ -1,8 +1,9 @@
 // TfcPQDecode and TfcPQDense: the TFLite glue of the product-quantized kernels (pq_kernels.h).
 //
 // TfcPQDecode  inputs: 0 packed codes uint8 [bytes] (constant), 1 codebook float16 [k, d] (constant)
-//              output: 0 float32 [C_out, kh, kw, C_in], decoded once at Prepare into a
-//                      persistent read-only tensor (the builtin CONV_2D reads it as weights)
+//              output: 0 float32 [C_out, kh, kw, C_in], decoded once when the delegate claims
+//                      the node into a read-only constant tensor (OpDef::decode), so the
+//                      builtin CONV_2D, or XNNPACK, reads it as static weights
 //              options: block_size, n_centroids, code_bits, kernel_h, kernel_w, in_channels, out_channels
 // TfcPQDense   inputs: 0 x float32 [..., C_in], 1 packed codes, 2 codebook float16 [k, d],
 //                      3 bias float32 [C_out] (constants)
@@ -92,48 +93,34 @@ std::string ReadCodesAndCodebook(TfLiteContext* context, const OpNode& node, siz
 void* CreateNothing() { return nullptr; }
 void DestroyNothing(void*) {}
 
-TfLiteStatus DecodePrepare(TfLiteContext* context, OpNode* node) {
-  if (node->inputs.size() != 2 || node->outputs.size() != 1) {
-    return OpError(context, kDecodeName, "expects 2 inputs (packed codes, codebook) and 1 output");
+std::string DecodeConstant(TfLiteContext* context, const OpNode& node, std::vector<int>* shape,
+                           std::vector<float>* values) {
+  if (node.inputs.size() != 2 || node.outputs.size() != 1) {
+    return "expects 2 inputs (packed codes, codebook) and 1 output";
   }
   OpOptions options;
   PQOptions pq;
   std::string error;
   int64_t kh = 0, kw = 0, cin = 0, cout = 0;
-  if (!options.Parse(node->options, &error) || !ParsePQOptions(options, &pq, &error) ||
+  if (!options.Parse(node.options, &error) || !ParsePQOptions(options, &pq, &error) ||
       !GetPositive(options, "kernel_h", &kh, &error) || !GetPositive(options, "kernel_w", &kw, &error) ||
       !GetPositive(options, "in_channels", &cin, &error) || !GetPositive(options, "out_channels", &cout, &error)) {
-    return OpError(context, kDecodeName, error);
+    return error;
   }
   const int64_t rows = cin * kh * kw;
   if (rows % pq.block_size != 0) {
-    return OpError(context, kDecodeName,
-                   "block_size " + std::to_string(pq.block_size) + " does not divide C_in*kh*kw = " +
-                       std::to_string(rows));
+    return "block_size " + std::to_string(pq.block_size) + " does not divide C_in*kh*kw = " + std::to_string(rows);
   }
-  if (rows * cout > kMaxElements) return OpError(context, kDecodeName, "kernel is too large");
+  if (rows * cout > kMaxElements) return "kernel is too large";
   std::vector<uint16_t> codes;
   std::vector<float> codebook;
-  error = ReadCodesAndCodebook(context, *node, 0, 1, pq, rows / pq.block_size * cout, &codes, &codebook);
-  if (!error.empty()) return OpError(context, kDecodeName, error);
-
-  TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (output->type != kTfLiteFloat32) return OpError(context, kDecodeName, "output must be float32");
-  // Persistent read-only: allocated on the heap by ResizeTensor and written here, once.
-  output->allocation_type = kTfLitePersistentRo;
-  std::vector<int> shape = {static_cast<int>(cout), static_cast<int>(kh), static_cast<int>(kw), static_cast<int>(cin)};
-  if (context->ResizeTensor(context, output, NewShape(shape)) != kTfLiteOk || output->data.f == nullptr) {
-    return OpError(context, kDecodeName, "could not allocate the decoded kernel");
-  }
+  error = ReadCodesAndCodebook(context, node, 0, 1, pq, rows / pq.block_size * cout, &codes, &codebook);
+  if (!error.empty()) return error;
+  *shape = {static_cast<int>(cout), static_cast<int>(kh), static_cast<int>(kw), static_cast<int>(cin)};
+  values->resize(static_cast<size_t>(rows * cout));
   DecodeKernelOhwi(codes.data(), codebook.data(), static_cast<int>(pq.block_size), static_cast<int>(kh),
-                   static_cast<int>(kw), static_cast<int>(cin), static_cast<int>(cout), output->data.f);
-  return kTfLiteOk;
-}
-
-TfLiteStatus DecodeInvoke(TfLiteContext* context, OpNode* node) {
-  const TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (output->data.f == nullptr) return OpError(context, kDecodeName, "invoked before Prepare");
-  return kTfLiteOk;  // decoded at Prepare
+                   static_cast<int>(kw), static_cast<int>(cin), static_cast<int>(cout), values->data());
+  return "";
 }
 
 // ---- TfcPQDense ----------------------------------------------------------------------------
@@ -220,7 +207,7 @@ TfLiteStatus DenseInvoke(TfLiteContext* context, OpNode* node) {
 
 }  // namespace
 
-extern const OpDef kPQDecodeOp = {kDecodeName, CreateNothing, DestroyNothing, DecodePrepare, DecodeInvoke};
+extern const OpDef kPQDecodeOp = {kDecodeName, CreateNothing, DestroyNothing, nullptr, nullptr, DecodeConstant};
 extern const OpDef kPQDenseOp = {kDenseName, CreateDense, DestroyDense, DensePrepare, DenseInvoke};
 
 }  // namespace tfcompress

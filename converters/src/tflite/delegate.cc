@@ -9,10 +9,21 @@
 // before the replacement). XNNPACK, applied after user delegates, still takes the builtin
 // ops around ours.
 //
+// Weight decoders (ops with OpDef::decode: TfcPQDecode, TfcSparseDecode) run here, in the
+// delegate's Prepare: their output becomes a read-only constant tensor (kTfLiteMmapRo, the
+// allocation type of the file's own weights) whose memory the delegate owns until it is
+// destroyed (the Python runtimes destroy an interpreter before its delegates). Their node
+// stays in the plan as a kernel that does nothing. The runtimes apply the default XNNPACK
+// delegate lazily, at the first AllocateTensors, after the user delegates
+// (Interpreter::AllocateTensors -> ApplyLazyDelegateProviders), so XNNPACK sees the decoded
+// filters as static weights and takes the CONV_2D / FULLY_CONNECTED nodes that read them;
+// without XNNPACK the builtin kernels read the same constant memory.
+//
 // Loaded with ai_edge_litert.interpreter.load_delegate(path, {"num_threads": "2"}),
 // tf.lite.experimental.load_delegate or tflite_runtime's load_delegate.
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -21,6 +32,7 @@
 
 #include "tensorflow/lite/builtin_ops.h"
 #include "tensorflow/lite/core/c/common.h"
+#include "ops/tensor_checks.h"
 #include "tflite/op_registry.h"
 
 #define TFC_EXPORT extern "C" __attribute__((visibility("default")))
@@ -37,6 +49,7 @@ struct DelegateState {
   int num_threads = 0;  // 0: the interpreter's thread count
   std::mutex mutex;
   std::map<std::pair<const TfLiteContext*, int>, ClaimedNode> claimed;  // by (context, node index)
+  std::list<std::vector<float>> constants;  // decoded weights (a list: addresses never move)
 };
 
 struct KernelInstance {
@@ -72,13 +85,72 @@ TfLiteStatus KernelPrepare(TfLiteContext* context, TfLiteNode* node) {
     context->ReportError(context, "tfcompress delegate: a claimed node lost its op");
     return kTfLiteError;
   }
+  if (instance->op->decode != nullptr) {  // decoded in DelegatePrepare: check it stayed constant
+    const TfLiteTensor& output = context->tensors[instance->node.outputs[0]];
+    if (output.allocation_type != kTfLiteMmapRo || output.data.raw == nullptr) {
+      return OpError(context, instance->op->name, "the decoded kernel is no longer a constant tensor");
+    }
+    return kTfLiteOk;
+  }
   return instance->op->prepare(context, &instance->node);
 }
 
 TfLiteStatus KernelInvoke(TfLiteContext* context, TfLiteNode* node) {
   auto* instance = static_cast<KernelInstance*>(node->user_data);
   if (instance == nullptr) return kTfLiteError;
+  if (instance->op->decode != nullptr) return kTfLiteOk;  // a constant, decoded once
   return instance->op->invoke(context, &instance->node);
+}
+
+bool SameShape(const TfLiteIntArray* dims, const std::vector<int>& shape) {
+  if (dims == nullptr || dims->size != static_cast<int>(shape.size())) return false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (dims->data[i] != shape[i]) return false;
+  }
+  return true;
+}
+
+std::string ShapeText(const std::vector<int>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+// Runs a weight decoder and turns its output into a read-only constant owned by `state`.
+TfLiteStatus DecodeToConstant(TfLiteContext* context, DelegateState* state, const OpDef& op, const OpNode& node) {
+  if (node.outputs.size() != 1 || node.outputs[0] < 0 ||
+      static_cast<size_t>(node.outputs[0]) >= context->tensors_size) {
+    return OpError(context, op.name, "expects 1 output");
+  }
+  TfLiteTensor* output = &context->tensors[node.outputs[0]];
+  if (output->type != kTfLiteFloat32) return OpError(context, op.name, "output must be float32");
+  if (output->allocation_type == kTfLiteMmapRo && output->data.raw != nullptr) {
+    return kTfLiteOk;  // this delegate was applied again (the interpreter redid its delegates)
+  }
+  if (output->allocation_type != kTfLiteArenaRw) {
+    return OpError(context, op.name, "output must be an intermediate tensor of the graph");
+  }
+  std::vector<int> shape;
+  std::vector<float> values;
+  const std::string error = op.decode(context, node, &shape, &values);
+  if (!error.empty()) return OpError(context, op.name, error);
+  if (output->dims != nullptr && output->dims->size > 0 && !SameShape(output->dims, shape)) {
+    return OpError(context, op.name, "the decoded kernel's shape " + ShapeText(shape) + " is not its output's " +
+                                         ShapeText(std::vector<int>(output->dims->data,
+                                                                    output->dims->data + output->dims->size)));
+  }
+  // A file without the output's shape: resize while it is an arena tensor (a constant cannot be).
+  if (!SameShape(output->dims, shape) && context->ResizeTensor(context, output, NewShape(shape)) != kTfLiteOk) {
+    return OpError(context, op.name, "could not give the output the decoded kernel's shape");
+  }
+  if (output->bytes != values.size() * sizeof(float)) {
+    return OpError(context, op.name, "output size does not match the decoded kernel");
+  }
+  std::lock_guard<std::mutex> lock(state->mutex);
+  state->constants.push_back(std::move(values));
+  output->data.raw = reinterpret_cast<char*>(state->constants.back().data());
+  output->allocation_type = kTfLiteMmapRo;
+  return kTfLiteOk;
 }
 
 std::vector<int> ToVector(const TfLiteIntArray* array) {
@@ -111,6 +183,9 @@ TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
       claimed.node.options.assign(bytes, bytes + node->custom_initial_data_size);
     }
     claimed.node.num_threads = threads;
+    if (op->decode != nullptr && DecodeToConstant(context, state, *op, claimed.node) != kTfLiteOk) {
+      return kTfLiteError;
+    }
     {
       std::lock_guard<std::mutex> lock(state->mutex);
       state->claimed[{context, index}] = std::move(claimed);

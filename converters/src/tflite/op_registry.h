@@ -21,12 +21,22 @@ struct OpNode {
   void* state = nullptr;         // owned by the op (create / destroy)
 };
 
+// A weight decoder's single output as a function of its constant inputs: the shape and the
+// float32 values, or a message naming the problem.
+using DecodeFn = std::string (*)(TfLiteContext* context, const OpNode& node, std::vector<int>* shape,
+                                 std::vector<float>* values);
+
 struct OpDef {
   const char* name;
   void* (*create)();
   void (*destroy)(void* state);
   TfLiteStatus (*prepare)(TfLiteContext* context, OpNode* node);  // validate, resize outputs
   TfLiteStatus (*invoke)(TfLiteContext* context, OpNode* node);
+  // Weight decoders only (then prepare and invoke are nullptr): the delegate calls it once
+  // when it claims the node and turns the output into a read-only constant tensor
+  // (kTfLiteMmapRo, memory owned by the delegate), so that the builtin op reading it, and
+  // XNNPACK applied after our delegate, see static weights. See tflite/delegate.cc.
+  DecodeFn decode = nullptr;
 };
 
 // The op called `custom_name`, or nullptr when it is not one of ours.
