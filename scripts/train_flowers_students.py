@@ -1,7 +1,7 @@
 """Train the flowers students of the distillation benchmark, and ship the seed-0 pair.
 
 Four runs of the same student (ResNet-8, width 16, 96 px) with the same recipe, epochs and
-augmentation (:mod:`tfcompress.training`; 40 epochs, mixup 0.2: a distilled student gets the
+augmentation (:mod:`tfcompress.training`; 30 epochs, mixup 0.2: a distilled student gets the
 teacher's soft targets for the very mixed image it sees): two from scratch (seeds 0 and 1) and two
 distilled from the float teacher ``models/flowers_float.keras`` (seeds 0 and 1,
 temperature 4, hard-loss weight alpha 0.1, :func:`tfcompress.distill.distill`). Each run
@@ -36,7 +36,7 @@ WORK = Path("models/.work/distill")
 TEACHER = Path("models/flowers_float.keras")
 TEACHER_BACKUP = Path("models/.work/float_backup")
 STUDENT = {"model": "resnet8", "width": 16, "image_size": 96, "mixup": 0.2}
-EPOCHS = 40
+EPOCHS = 30
 TEMPERATURE = 4.0
 ALPHA = 0.1
 SEEDS = (0, 1)
