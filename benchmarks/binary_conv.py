@@ -9,7 +9,12 @@ float ``Conv2D`` / ``Dense`` and as full-integer int8, each converted with
 (ai-edge-litert; XNNPACK runs the float and int8 ops). ``int8`` is the file as
 ``to_tflite`` makes it (uint8 input quantized in the graph, float output dequantized);
 ``int8 op only`` is the same conversion with int8 input and output, i.e. the conv alone,
-the stricter baseline. Every model is timed at 1 and 2 threads; the models of one layer
+the stricter baseline. ``ours, packed in`` and ``ours, packed in/out`` are our conv with the
+activations bit-packed (:func:`tfcompress.binary.bitpacked.bitpack_activations`): int32 sign
+bits in, float or sign bits out, as between two binary convs; these are the fair match of
+``int8 op only`` (quantized in, quantized out), the way Larq Compute Engine compares its
+binary convs with int8 convs (conv rows only; dense has no packed form). Every model is
+timed at 1 and 2 threads; the models of one layer
 are interleaved round by round so they share the machine's noise; each round times
 ``--per-round`` single invokes of each model, and the figure is the median of all those
 single-invoke times (ms), which a preempted invoke does not move.
@@ -33,6 +38,7 @@ import numpy as np
 
 from tfcompress import native, runtime
 from tfcompress.binary import BinaryConv2D, BinaryDense
+from tfcompress.binary.bitpacked import bitpack_activations
 from tfcompress.convert import to_tflite
 from tfcompress.fileio import write_text_atomic
 
@@ -46,6 +52,10 @@ LAYERS = [
     ("dense 1024 -> 1024", (1024,), 1024, None, None),
 ]
 BINARY_ARGS = {"input_quantizer": "ste_sign", "kernel_quantizer": "magnitude_aware_sign"}
+PACKED_IN = "ours, packed in"
+PACKED_IN_OUT = "ours, packed in/out"
+INT8_OP = "XNNPACK int8 op only"
+LABELS = ["ours (binary)", PACKED_IN, PACKED_IN_OUT, "XNNPACK float", "XNNPACK int8", INT8_OP]
 
 
 def _models(shape, units, kernel, stride) -> dict[str, keras.Model]:
@@ -78,12 +88,15 @@ def _int8_op_only(model: keras.Model, calibration: np.ndarray) -> bytes:
 def _files(shape, units, kernel, stride, rng) -> dict[str, bytes]:
     models = _models(shape, units, kernel, stride)
     calibration = rng.standard_normal((16, *shape)).astype(np.float32)
-    return {
-        "ours (binary)": to_tflite(models["binary"]),
-        "XNNPACK float": to_tflite(models["plain"]),
-        "XNNPACK int8": to_tflite(models["plain"], int8=True, calibration=calibration),
-        "XNNPACK int8 op only": _int8_op_only(models["plain"], calibration),
-    }
+    binary = to_tflite(models["binary"])
+    files = {"ours (binary)": binary}
+    if kernel is not None:
+        files[PACKED_IN] = bitpack_activations(binary, packed_input=True)
+        files[PACKED_IN_OUT] = bitpack_activations(binary, packed_input=True, packed_output=True)
+    files["XNNPACK float"] = to_tflite(models["plain"])
+    files["XNNPACK int8"] = to_tflite(models["plain"], int8=True, calibration=calibration)
+    files[INT8_OP] = _int8_op_only(models["plain"], calibration)
+    return files
 
 
 def _interpreter(content: bytes, threads: int, rng):
@@ -110,6 +123,7 @@ def _invoke_ms(interpreter, invokes: int) -> list[float]:
 
 
 def measure(rounds: int, per_round: int) -> dict:
+    load_at_start = list(os.getloadavg())
     rng = np.random.default_rng(0)
     rows = []
     progress = keras.utils.Progbar(len(LAYERS) * 2, unit_name="layer x threads")
@@ -126,16 +140,19 @@ def measure(rounds: int, per_round: int) -> dict:
             medians = {label: float(np.median(values)) for label, values in times.items()}
             fastest = {label: float(np.min(values)) for label, values in times.items()}
             ours = medians["ours (binary)"]
+            packed = medians.get(PACKED_IN)
             rows.append(
                 {
                     "layer": name,
                     "threads": threads,
                     "median_ms": medians,
                     "min_ms": fastest,
+                    "invokes": {label: len(values) for label, values in times.items()},
                     "bytes": {label: len(content) for label, content in files.items()},
                     "speedup_vs_float": medians["XNNPACK float"] / ours,
                     "speedup_vs_int8": medians["XNNPACK int8"] / ours,
-                    "speedup_vs_int8_op_only": medians["XNNPACK int8 op only"] / ours,
+                    "speedup_vs_int8_op_only": medians[INT8_OP] / ours,
+                    "packed_in_speedup_vs_int8_op_only": None if packed is None else medians[INT8_OP] / packed,
                     "speedup_vs_float_fastest": fastest["XNNPACK float"] / fastest["ours (binary)"],
                     "speedup_vs_int8_fastest": fastest["XNNPACK int8"] / fastest["ours (binary)"],
                 }
@@ -146,6 +163,7 @@ def measure(rounds: int, per_round: int) -> dict:
         "kernel": native.default_kernel(),
         "cpu": _cpu_name(),
         "machine": platform.machine(),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),
         "rounds": rounds,
         "invokes_per_round": per_round,
@@ -163,33 +181,52 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
+def _ms(row: dict, label: str) -> str:
+    value = row["median_ms"].get(label)
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
 def to_markdown(result: dict) -> str:
-    labels = list(result["rows"][0]["median_ms"])
+    labels = [label for label in LABELS if any(label in row["median_ms"] for row in result["rows"])]
+    load = ", ".join(f"{v:.1f}" for v in result["load_average_at_start"])
     lines = [
         "# Binary conv / dense vs XNNPACK float and int8 (batch 1, median ms per invoke)",
         "",
-        f"CPU: {result['cpu']}; our kernel: `{result['kernel']}`; median of {result['rounds']} interleaved rounds x "
-        f"{result['invokes_per_round']} single invokes; "
-        f"load average at the end {', '.join(f'{v:.1f}' for v in result['load_average_at_end'])} "
+        f"CPU: {result['cpu']} ({result['machine']}, {os.cpu_count()} cores); our kernel: `{result['kernel']}`; "
+        f"median of {result['rounds']} interleaved rounds x {result['invokes_per_round']} single invokes per model; "
+        f"load average (1, 5, 15 min) at the start {load}, at the end "
+        f"{', '.join(f'{v:.1f}' for v in result['load_average_at_end'])} "
         "(a shared, busy machine: compare within a row, not across runs; the last two columns compare "
         "each model's fastest single invoke, the least disturbed by other processes).",
         "",
+        "`ours (binary)`: float in, float out (binarization and output transform inside the op); "
+        "`ours, packed in`: int32 sign bits in, float out; `ours, packed in/out`: sign bits in and out "
+        "(between two binary convs); `XNNPACK int8`: uint8 in / float out as `to_tflite` makes it; "
+        "`int8 op only`: int8 in, int8 out. `packed in vs int8 op only` is the Larq-style comparison.",
+        "",
         "| layer | threads | " + " | ".join(labels) + " | vs float | vs int8 | vs int8 op only "
-        "| vs float, fastest invokes | vs int8, fastest invokes |",
-        "|---|---|" + "---|" * len(labels) + "---|---|---|---|---|",
+        "| packed in vs int8 op only | vs float, fastest invokes | vs int8, fastest invokes |",
+        "|---|---|" + "---|" * len(labels) + "---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        cells = " | ".join(f"{row['median_ms'][label]:.3f}" for label in labels)
+        cells = " | ".join(_ms(row, label) for label in labels)
         lines.append(
-            f"| {row['layer']} | {row['threads']} | {cells} | {row['speedup_vs_float']:.1f}x | "
-            f"{row['speedup_vs_int8']:.1f}x | {row['speedup_vs_int8_op_only']:.1f}x | "
-            f"{row['speedup_vs_float_fastest']:.1f}x | {row['speedup_vs_int8_fastest']:.1f}x |"
+            f"| {row['layer']} | {row['threads']} | {cells} | {_ratio(row['speedup_vs_float'])} | "
+            f"{_ratio(row['speedup_vs_int8'])} | {_ratio(row['speedup_vs_int8_op_only'])} | "
+            f"{_ratio(row['packed_in_speedup_vs_int8_op_only'])} | "
+            f"{_ratio(row['speedup_vs_float_fastest'])} | {_ratio(row['speedup_vs_int8_fastest'])} |"
         )
     lines += ["", "File bytes (one layer per file):", "", "| layer | " + " | ".join(labels) + " |"]
     lines.append("|---|" + "---|" * len(labels))
     for row in result["rows"]:
         if row["threads"] == 1:
-            lines.append(f"| {row['layer']} | " + " | ".join(str(row["bytes"][label]) for label in labels) + " |")
+            lines.append(
+                f"| {row['layer']} | " + " | ".join(str(row["bytes"].get(label, "-")) for label in labels) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -69,14 +69,15 @@ def library() -> ctypes.CDLL:
     lib = ctypes.CDLL(path)
     for name in ("tfc_kernels", "tfc_default_kernel", "tfc_op_names"):
         getattr(lib, name).restype = ctypes.c_char_p
-    lib.tfc_binary_conv2d.restype = ctypes.c_int
-    lib.tfc_binary_conv2d.argtypes = [
+    lib.tfc_binary_conv2d_io.restype = ctypes.c_int
+    lib.tfc_binary_conv2d_io.argtypes = [
         ctypes.c_char_p,
         ctypes.POINTER(ctypes.c_int),
         ctypes.c_void_p,
         ctypes.c_void_p,
         ctypes.c_void_p,
         ctypes.c_void_p,
+        ctypes.c_int,
         ctypes.c_int,
         ctypes.c_int,
         ctypes.c_void_p,
@@ -127,11 +128,14 @@ def binary_conv2d(
     activation: str = "NONE",
     kernel: str = "auto",
     threads: int = 1,
+    packed_input: bool = False,
+    packed_output: bool = False,
 ) -> np.ndarray:
     """One binary convolution with a named native kernel.
 
     Args:
-        x: float32 ``[N, H, W, C_in]`` (only signs matter).
+        x: float32 ``[N, H, W, C_in]`` (only signs matter), or with ``packed_input`` its signs
+            as :func:`pack_signs` packs them, int32 ``[N, H, W, ceil(C_in / 32)]``.
         packed_weights: int32 ``[C_out, K_h, K_w, ceil(C_in / 32)]`` from :func:`pack_signs`.
         multiplier, bias: float32 ``[C_out]`` (default 1 and 0: the output is the integer
             dot product of the signs).
@@ -142,18 +146,24 @@ def binary_conv2d(
         activation: ``"NONE"``, ``"RELU"`` or ``"RELU6"``.
         kernel: ``"reference"``, a name from :func:`kernels`, or ``"auto"``.
         threads: threads for the optimized kernels.
+        packed_input: ``x`` is bit-packed (the op's int32 input).
+        packed_output: return the output's signs bit-packed, int32 ``[N, H', W', ceil(C_out / 32)]``
+            (``pack_signs`` of the float output), as the op's int32 output.
 
     Raises:
         TfcompressError: an unknown kernel, padding or activation, or shapes that do not fit.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.int32 if packed_input else np.float32)
     w = np.ascontiguousarray(packed_weights, dtype=np.int32)
     if x.ndim != 4 or w.ndim != 4:
         raise TfcompressError(
             f"expected x [N,H,W,C] and packed weights [C_out,K_h,K_w,words]; got {x.shape}, {w.shape}"
         )
+    if packed_input and in_channels is None:
+        raise TfcompressError("a packed input needs in_channels")
     in_channels = int(in_channels if in_channels is not None else x.shape[-1])
-    if x.shape[-1] != in_channels or w.shape[-1] != -(-in_channels // 32):
+    x_channels = -(-in_channels // 32) if packed_input else in_channels
+    if x.shape[-1] != x_channels or w.shape[-1] != -(-in_channels // 32):
         raise TfcompressError(f"{in_channels} input channels do not fit x {x.shape} and packed weights {w.shape}")
     if padding not in PADDINGS:
         raise TfcompressError(f"unknown padding {padding!r}; use SAME or VALID")
@@ -182,8 +192,9 @@ def binary_conv2d(
     out_hw = (ctypes.c_int * 4)()
     if lib.tfc_conv_output_size(geometry, out_hw, error, len(error)) != 0:
         raise TfcompressError(f"binary conv: {error.value.decode()}")
-    output = np.empty((x.shape[0], out_hw[0], out_hw[1], out_c), dtype=np.float32)
-    status = lib.tfc_binary_conv2d(
+    out_last = -(-out_c // 32) if packed_output else out_c
+    output = np.empty((x.shape[0], out_hw[0], out_hw[1], out_last), dtype=np.int32 if packed_output else np.float32)
+    status = lib.tfc_binary_conv2d_io(
         kernel.encode(),
         geometry,
         x.ctypes.data,
@@ -192,6 +203,7 @@ def binary_conv2d(
         bias.ctypes.data,
         ACTIVATIONS[activation],
         int(threads),
+        int(packed_input) | 2 * int(packed_output),
         output.ctypes.data,
         output.size,
         error,

@@ -73,12 +73,14 @@ TFC_EXPORT int tfc_conv_output_size(const int* geometry, int* out_hw, char* erro
 }
 
 // Runs the binary convolution with `kernel` ("reference" or a name from tfc_kernels()).
-// Buffers: input [batch, in_h, in_w, in_c]; weights int32 [out_c, kernel_h, kernel_w,
-// ceil(in_c/32)]; multiplier, bias [out_c]; output [batch, out_h, out_w, out_c] with
-// `output_size` elements. Returns 0, or -1 with `error` set.
-TFC_EXPORT int tfc_binary_conv2d(const char* kernel, const int* geometry, const float* input, const int32_t* weights,
-                                 const float* multiplier, const float* bias, int activation, int threads,
-                                 float* output, long long output_size, char* error, int error_size) {
+// Buffers: input [batch, in_h, in_w, in_c] float, or (packing & 1) int32 [.., ceil(in_c/32)]
+// bit-packed signs; weights int32 [out_c, kernel_h, kernel_w, ceil(in_c/32)]; multiplier,
+// bias [out_c]; output [batch, out_h, out_w, out_c] float, or (packing & 2) int32
+// [.., ceil(out_c/32)] packed signs, `output_size` elements. The reference kernel unpacks a
+// packed input to +-1 floats and packs its float output. Returns 0, or -1 with `error` set.
+TFC_EXPORT int tfc_binary_conv2d_io(const char* kernel, const int* geometry, const void* input, const int32_t* weights,
+                                    const float* multiplier, const float* bias, int activation, int threads,
+                                    int packing, void* output, long long output_size, char* error, int error_size) {
   int out_hw[4];
   if (tfc_conv_output_size(geometry, out_hw, error, error_size) != 0) return -1;
   tfcompress::ConvGeometry g;
@@ -98,7 +100,13 @@ TFC_EXPORT int tfc_binary_conv2d(const char* kernel, const int* geometry, const 
   g.out_w = out_hw[1];
   g.pad_top = out_hw[2];
   g.pad_left = out_hw[3];
-  if (output_size != static_cast<long long>(g.batch) * g.out_h * g.out_w * g.out_c) {
+  const bool packed_in = (packing & 1) != 0, packed_out = (packing & 2) != 0;
+  const int64_t out_pixels = static_cast<int64_t>(g.batch) * g.out_h * g.out_w;
+  if (packing < 0 || packing > 3) {
+    SetError(error, error_size, "packing must be 0..3 (bit 0: packed input, bit 1: packed output)");
+    return -1;
+  }
+  if (output_size != out_pixels * (packed_out ? tfcompress::Words32(g.out_c) : g.out_c)) {
     SetError(error, error_size, "output buffer has the wrong size");
     return -1;
   }
@@ -108,7 +116,39 @@ TFC_EXPORT int tfc_binary_conv2d(const char* kernel, const int* geometry, const 
   }
   const auto act = static_cast<tfcompress::Activation>(activation);
   if (std::strcmp(kernel, "reference") == 0) {
-    tfcompress::ReferenceBinaryConv(g, input, weights, multiplier, bias, act, output);
+    const int64_t in_pixels = static_cast<int64_t>(g.batch) * g.in_h * g.in_w;
+    std::vector<float> unpacked, result;
+    const float* x = static_cast<const float*>(input);
+    if (packed_in) {
+      const int32_t* bits = static_cast<const int32_t*>(input);
+      unpacked.resize(static_cast<size_t>(in_pixels) * g.in_c);
+      for (int64_t p = 0; p < in_pixels; ++p) {
+        for (int c = 0; c < g.in_c; ++c) {
+          const uint32_t word = static_cast<uint32_t>(bits[p * tfcompress::Words32(g.in_c) + c / 32]);
+          unpacked[p * g.in_c + c] = (word >> (c % 32)) & 1u ? -1.0f : 1.0f;
+        }
+      }
+      x = unpacked.data();
+    }
+    float* y = static_cast<float*>(output);
+    if (packed_out) {
+      result.resize(static_cast<size_t>(out_pixels) * g.out_c);
+      y = result.data();
+    }
+    tfcompress::ReferenceBinaryConv(g, x, weights, multiplier, bias, act, y);
+    if (packed_out) {
+      int32_t* bits = static_cast<int32_t*>(output);
+      const int words32 = tfcompress::Words32(g.out_c);
+      std::memset(bits, 0, sizeof(int32_t) * out_pixels * words32);
+      for (int64_t p = 0; p < out_pixels; ++p) {
+        for (int c = 0; c < g.out_c; ++c) {
+          if (!(y[p * g.out_c + c] >= 0.0f)) {
+            bits[p * words32 + c / 32] = static_cast<int32_t>(static_cast<uint32_t>(bits[p * words32 + c / 32]) |
+                                                              (1u << (c % 32)));
+          }
+        }
+      }
+    }
     return 0;
   }
   const tfcompress::KernelSet* set = std::strcmp(kernel, "auto") == 0 ? tfcompress::BestKernel()
@@ -117,10 +157,28 @@ TFC_EXPORT int tfc_binary_conv2d(const char* kernel, const int* geometry, const 
     SetError(error, error_size, std::string("kernel '") + kernel + "' is not available; have " + tfc_kernels());
     return -1;
   }
-  std::vector<uint64_t> packed, scratch;
+  tfcompress::AlignedWords packed, scratch;
   std::vector<int32_t> tap_sums;
   tfcompress::RepackWeights(g, weights, &packed, &tap_sums);
-  tfcompress::RunBinaryConv(*set, g, input, packed, tap_sums, multiplier, bias, act, output, threads < 1 ? 1 : threads,
-                            &scratch);
+  tfcompress::ConvBuffers io;
+  if (packed_in) {
+    io.packed_input = static_cast<const int32_t*>(input);
+  } else {
+    io.input = static_cast<const float*>(input);
+  }
+  if (packed_out) {
+    io.packed_output = static_cast<int32_t*>(output);
+  } else {
+    io.output = static_cast<float*>(output);
+  }
+  tfcompress::RunBinaryConv(*set, g, io, packed, tap_sums, multiplier, bias, act, threads < 1 ? 1 : threads, &scratch);
   return 0;
+}
+
+// tfc_binary_conv2d_io with float input and output.
+TFC_EXPORT int tfc_binary_conv2d(const char* kernel, const int* geometry, const float* input, const int32_t* weights,
+                                 const float* multiplier, const float* bias, int activation, int threads,
+                                 float* output, long long output_size, char* error, int error_size) {
+  return tfc_binary_conv2d_io(kernel, geometry, input, weights, multiplier, bias, activation, threads, 0, output,
+                              output_size, error, error_size);
 }

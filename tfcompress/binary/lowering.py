@@ -33,8 +33,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcompress.binary.bitpacked import bitpack_activations
 from tfcompress.binary.layers import BinaryConv2D, BinaryDense
 from tfcompress.convert import register_lowering
+from tfcompress.convert.lowering import register_flatbuffer_pass
 from tfcompress.errors import UnsupportedLayerError
 from tfcompress.native import pack_signs
 
@@ -190,3 +192,4 @@ def lower_binary_dense(layer: BinaryDense, inputs, *args, **kwargs):
 
 register_lowering(BinaryConv2D, lower_binary_conv2d)
 register_lowering(BinaryDense, lower_binary_dense)
+register_flatbuffer_pass(bitpack_activations)

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfcompress.convert.lowering import lowered
+from tfcompress.convert.lowering import apply_flatbuffer_passes, lowered
 from tfcompress.errors import ModelFileError, TfcompressError
 from tfcompress.fileio import check_output_path, write_bytes_atomic
 
@@ -72,13 +72,21 @@ def _representative(calibration: np.ndarray) -> Iterable[list[np.ndarray]]:
     return generate
 
 
-def to_tflite(model: keras.Model, int8: bool = False, calibration: np.ndarray | None = None) -> bytes:
+def to_tflite(
+    model: keras.Model,
+    int8: bool = False,
+    calibration: np.ndarray | None = None,
+    flatbuffer_passes: bool = True,
+) -> bytes:
     """Convert ``model`` to a ``.tflite`` flatbuffer.
 
     Args:
         model: a Keras 3 model with one image input. It is not modified.
         int8: full-integer quantization (needs ``calibration``).
         calibration: images (N, H, W, 3) in the model's input range, for int8 ranges.
+        flatbuffer_passes: run the methods' registered flatbuffer passes on the result (see
+            :func:`tfcompress.convert.lowering.register_flatbuffer_pass`); ``False`` gives the
+            converter's file as it is.
 
     Raises:
         TfcompressError: int8 without calibration data, or calibration images of the
@@ -89,7 +97,8 @@ def to_tflite(model: keras.Model, int8: bool = False, calibration: np.ndarray | 
     with tempfile.TemporaryDirectory() as saved_model:
         _export_saved_model(model, saved_model)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        return _configure(converter, model, int8, calibration).convert()
+        tflite_bytes = _configure(converter, model, int8, calibration).convert()
+    return apply_flatbuffer_passes(tflite_bytes) if flatbuffer_passes else tflite_bytes
 
 
 def _configure(converter, model: keras.Model, int8: bool, calibration: np.ndarray | None):

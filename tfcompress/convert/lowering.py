@@ -9,6 +9,10 @@ the converter traces the model, and emits whatever graph the ``.tflite`` should 
 (typically a ``tf.function`` with ``experimental_implements`` that the converter fuses
 into one ``CUSTOM`` op). The converter looks rules up by layer class only; it knows no
 method by name.
+
+A method may also register a flatbuffer pass, ``pass(tflite_bytes) -> tflite_bytes``, run on
+every converted file (e.g. the binary package carries activations bit-packed between binary
+convolutions); a pass returns its input unchanged when it has nothing to do.
 """
 
 from __future__ import annotations
@@ -19,12 +23,27 @@ from collections.abc import Callable, Iterator
 import keras
 
 LoweringRule = Callable[..., object]
+FlatbufferPass = Callable[[bytes], bytes]
 _RULES: dict[type, LoweringRule] = {}
+_PASSES: list[FlatbufferPass] = []
 
 
 def register_lowering(layer_class: type, rule: LoweringRule) -> None:
     """Use ``rule(layer, inputs, **call_kwargs)`` for every ``layer_class`` layer when converting."""
     _RULES[layer_class] = rule
+
+
+def register_flatbuffer_pass(flatbuffer_pass: FlatbufferPass) -> None:
+    """Run ``flatbuffer_pass`` on every converted ``.tflite`` (once, in registration order)."""
+    if flatbuffer_pass not in _PASSES:
+        _PASSES.append(flatbuffer_pass)
+
+
+def apply_flatbuffer_passes(tflite_bytes: bytes) -> bytes:
+    """``tflite_bytes`` after every registered flatbuffer pass."""
+    for flatbuffer_pass in _PASSES:
+        tflite_bytes = flatbuffer_pass(tflite_bytes)
+    return tflite_bytes
 
 
 def lowering_rule(layer: keras.layers.Layer) -> LoweringRule | None:

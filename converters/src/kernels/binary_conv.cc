@@ -36,7 +36,7 @@ std::string ComputeGeometry(Padding padding, ConvGeometry* g) {
   return "";
 }
 
-void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, std::vector<uint64_t>* weights,
+void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, AlignedWords* weights,
                    std::vector<int32_t>* tap_sums) {
   const int taps = g.kernel_h * g.kernel_w;
   const int words32 = Words32(g.in_c);
@@ -159,6 +159,15 @@ const KernelSet* BestKernel() {
   return best;
 }
 
+void PaddedImageSize(const ConvGeometry& g, int* padded_h, int* padded_w) {
+  const int64_t span_h = static_cast<int64_t>(g.kernel_h - 1) * g.dilation_h + 1;
+  const int64_t span_w = static_cast<int64_t>(g.kernel_w - 1) * g.dilation_w + 1;
+  const int64_t reach_h = static_cast<int64_t>(g.out_h - 1) * g.stride_h + span_h;  // rows the taps touch
+  const int64_t reach_w = static_cast<int64_t>(g.out_w - 1) * g.stride_w + span_w;
+  *padded_h = static_cast<int>(std::max<int64_t>(g.pad_top + g.in_h, reach_h));
+  *padded_w = static_cast<int>(std::max<int64_t>(g.pad_left + g.in_w, reach_w));
+}
+
 namespace {
 
 struct ConvJob {
@@ -171,48 +180,79 @@ void ConvJobRows(void* ctx, int begin, int end) {
   job->kernel->conv_rows(*job->args, begin, end);
 }
 
-// Bit-packing split into tasks of kPackPixelsPerTask pixels, so that threads share it too.
-constexpr int64_t kPackPixelsPerTask = 256;
-
-struct PackJob {
+// Building the padded bit image, one task per padded row (n, y): padding rows and columns
+// are zero bits (+1 values), image pixels are packed from floats or copied from int32 words.
+struct ImageJob {
   const KernelSet* kernel;
-  const float* input;
-  int64_t pixels;
-  int channels;
-  int words;
+  const ConvGeometry* g;
+  const ConvBuffers* io;
+  int padded_h, padded_w, words;
   uint64_t* bits;
 };
 
-void PackJobTasks(void* ctx, int begin, int end) {
-  const PackJob* job = static_cast<const PackJob*>(ctx);
-  const int64_t first = begin * kPackPixelsPerTask;
-  const int64_t last = std::min<int64_t>(job->pixels, end * kPackPixelsPerTask);
-  job->kernel->pack_activations(job->input + first * job->channels, last - first, job->channels, job->words,
-                                job->bits + first * job->words);
+// Packed int32 words to uint64 words: word j = int32 word 2j | int32 word 2j+1 << 32, the bits
+// past `channels` cleared (a packed input's unused high bits are ignored).
+void CopyPackedPixels(const int32_t* input, int pixels, int channels, int words, uint64_t* bits) {
+  const int words32 = Words32(channels);
+  const uint64_t last_mask = channels % 64 == 0 ? ~uint64_t{0} : (uint64_t{1} << (channels % 64)) - 1;
+  for (int p = 0; p < pixels; ++p) {
+    const int32_t* in = input + static_cast<int64_t>(p) * words32;
+    uint64_t* out = bits + static_cast<int64_t>(p) * words;
+    for (int j = 0; j < words; ++j) {
+      const uint64_t low = static_cast<uint32_t>(in[2 * j]);
+      const uint64_t high = 2 * j + 1 < words32 ? static_cast<uint32_t>(in[2 * j + 1]) : 0;
+      out[j] = low | high << 32;
+    }
+    out[words - 1] &= last_mask;
+  }
+}
+
+void ImageJobRows(void* ctx, int begin, int end) {
+  const ImageJob* job = static_cast<const ImageJob*>(ctx);
+  const ConvGeometry& g = *job->g;
+  const int64_t row_words = static_cast<int64_t>(job->padded_w) * job->words;
+  for (int r = begin; r < end; ++r) {
+    const int n = r / job->padded_h;
+    const int iy = r % job->padded_h - g.pad_top;
+    uint64_t* dst = job->bits + static_cast<int64_t>(r) * row_words;
+    if (iy < 0 || iy >= g.in_h) {
+      std::fill(dst, dst + row_words, 0);
+      continue;
+    }
+    std::fill(dst, dst + static_cast<int64_t>(g.pad_left) * job->words, 0);
+    std::fill(dst + static_cast<int64_t>(g.pad_left + g.in_w) * job->words, dst + row_words, 0);
+    const int64_t pixel = (static_cast<int64_t>(n) * g.in_h + iy) * g.in_w;
+    uint64_t* image = dst + static_cast<int64_t>(g.pad_left) * job->words;
+    if (job->io->input != nullptr) {
+      job->kernel->pack_activations(job->io->input + pixel * g.in_c, g.in_w, g.in_c, job->words, image);
+    } else {
+      CopyPackedPixels(job->io->packed_input + pixel * Words32(g.in_c), g.in_w, g.in_c, job->words, image);
+    }
+  }
 }
 
 }  // namespace
 
-void RunBinaryConv(const KernelSet& kernel, const ConvGeometry& g, const float* input,
-                   const std::vector<uint64_t>& weights, const std::vector<int32_t>& tap_sums,
-                   const float* multiplier, const float* bias, Activation activation, float* output, int threads,
-                   std::vector<uint64_t>* scratch) {
+void RunBinaryConv(const KernelSet& kernel, const ConvGeometry& g, const ConvBuffers& io,
+                   const AlignedWords& weights, const std::vector<int32_t>& tap_sums,
+                   const float* multiplier, const float* bias, Activation activation, int threads,
+                   AlignedWords* scratch) {
   BinaryConvArgs args;
   args.g = g;
   args.words = Words64(g.in_c);
   args.out_c_padded = RoundUp8(g.out_c);
-  const int64_t pixels = static_cast<int64_t>(g.batch) * g.in_h * g.in_w;
-  scratch->resize(static_cast<size_t>(pixels) * args.words);
-  PackJob pack{&kernel, input, pixels, g.in_c, args.words, scratch->data()};
-  const int64_t pack_tasks = (pixels + kPackPixelsPerTask - 1) / kPackPixelsPerTask;
-  ParallelFor(static_cast<int>(std::min<int64_t>(pack_tasks, 1 << 30)), threads, PackJobTasks, &pack);
+  PaddedImageSize(g, &args.padded_h, &args.padded_w);
+  scratch->resize(static_cast<size_t>(g.batch) * args.padded_h * args.padded_w * args.words);
+  ImageJob image{&kernel, &g, &io, args.padded_h, args.padded_w, args.words, scratch->data()};
+  ParallelFor(g.batch * args.padded_h, threads, ImageJobRows, &image);
   args.input_bits = scratch->data();
   args.weights = weights.data();
   args.tap_sums = tap_sums.data();
   args.multiplier = multiplier;
   args.bias = bias;
   args.activation = activation;
-  args.output = output;
+  args.output = io.output;
+  args.packed_output = io.packed_output;
   ConvJob job{&kernel, &args};
   ParallelFor(g.batch * g.out_h, threads, ConvJobRows, &job);
 }

@@ -15,12 +15,21 @@
 // Data layouts (NHWC like TFLite):
 //   packed weights in the file: int32 [C_out][K_h][K_w][ceil(C_in / 32)], bit b of word j
 //       set <=> w[c, ky, kx, 32 j + b] < 0; unused high bits are 0.
-//   packed activations:         uint64 [pixels][ceil(C_in / 64)], same bit convention.
+//   packed activations (op in/out): int32 [pixels][ceil(C / 32)], the same bit convention
+//       (sign(0) = +1: bit = !(x >= 0)); unused high bits are 0 on output, ignored on input.
+//   kernel activations:         uint64 [batch][padded_h][padded_w][ceil(C_in / 64)]: the
+//       bit image with the padding built in (padded pixels are 0 bits = +1 values), so
+//       every tap of every output pixel is in range and one loop serves border pixels too.
 //   kernel weights:             uint64 [K_h * K_w][words64][C_out rounded up to 8]
+//
+// One-padding is then exact without any correction. Zero padding subtracts, for a border
+// pixel, the padded taps' contribution of the +1 bits: acc -= sum_{padded t} tapsum[t][c].
 #ifndef TFCOMPRESS_KERNELS_BINARY_CONV_H_
 #define TFCOMPRESS_KERNELS_BINARY_CONV_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -46,6 +55,26 @@ enum class Padding : int { kValid = 0, kSame = 1 };
 // the smaller half before). Returns an empty string or a message saying what is wrong.
 std::string ComputeGeometry(Padding padding, ConvGeometry* g);
 
+// A std::allocator with 64-byte (cache-line, one zmm register) aligned blocks, so that the
+// kernels' vector loads of weight rows never straddle two cache lines.
+template <class T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  static constexpr std::size_t kAlignment = 64;
+  CacheAlignedAllocator() = default;
+  template <class U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}  // NOLINT: rebinding must be implicit
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment)));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlignment)); }
+  template <class U>
+  bool operator==(const CacheAlignedAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const CacheAlignedAllocator<U>&) const { return false; }
+};
+using AlignedWords = std::vector<uint64_t, CacheAlignedAllocator<uint64_t>>;
+
 inline int Words32(int channels) { return (channels + 31) / 32; }
 inline int Words64(int channels) { return (channels + 63) / 64; }
 inline int RoundUp8(int n) { return (n + 7) / 8 * 8; }
@@ -55,13 +84,15 @@ struct BinaryConvArgs {
   ConvGeometry g;
   int words = 0;                         // uint64 words per input pixel: Words64(in_c)
   int out_c_padded = 0;                  // RoundUp8(out_c)
-  const uint64_t* input_bits = nullptr;  // [batch * in_h * in_w][words]
+  int padded_h = 0, padded_w = 0;        // the bit image, padding included (image at pad_top, pad_left)
+  const uint64_t* input_bits = nullptr;  // [batch * padded_h * padded_w][words]
   const uint64_t* weights = nullptr;     // [taps][words][out_c_padded]
-  const int32_t* tap_sums = nullptr;     // [taps][out_c_padded], used when pad_value == 1
+  const int32_t* tap_sums = nullptr;     // [taps][out_c_padded], used when pad_value == 0
   const float* multiplier = nullptr;     // [out_c]
   const float* bias = nullptr;           // [out_c]
   Activation activation = Activation::kNone;
-  float* output = nullptr;               // [batch * out_h * out_w][out_c]
+  float* output = nullptr;               // [batch * out_h * out_w][out_c], or null and:
+  int32_t* packed_output = nullptr;      // [batch * out_h * out_w][Words32(out_c)] bits of the outputs' signs
 };
 
 // One instruction-set variant: bit-packing of float activations and the conv over a range
@@ -79,7 +110,7 @@ const KernelSet* BestKernel();
 const KernelSet* FindKernel(const std::string& name);  // nullptr when unknown or unsupported
 
 // Kernel-layout weights from the file layout (see top). Returns the tap sums too.
-void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, std::vector<uint64_t>* weights,
+void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, AlignedWords* weights,
                    std::vector<int32_t>* tap_sums);
 
 // The portable reference: straight from the definition, float input and file-layout
@@ -91,12 +122,26 @@ void ReferenceBinaryConv(const ConvGeometry& g, const float* input, const int32_
 // threads (the caller's thread takes the first range).
 void ParallelFor(int tasks, int threads, void (*fn)(void* ctx, int begin, int end), void* ctx);
 
-// The whole optimized path: pack activations, run the rows on `threads` threads.
-// `scratch` is resized as needed (reuse it between calls to avoid allocations).
-void RunBinaryConv(const KernelSet& kernel, const ConvGeometry& g, const float* input,
-                   const std::vector<uint64_t>& weights, const std::vector<int32_t>& tap_sums,
-                   const float* multiplier, const float* bias, Activation activation, float* output, int threads,
-                   std::vector<uint64_t>* scratch);
+// Activations in and out of one convolution: float, or bit-packed int32 (layout above).
+// Exactly one input and one output pointer is set. A packed output holds the signs of the
+// float output (bit = !(y >= 0)), i.e. the next binary layer's binarized input.
+struct ConvBuffers {
+  const float* input = nullptr;
+  const int32_t* packed_input = nullptr;
+  float* output = nullptr;
+  int32_t* packed_output = nullptr;
+};
+
+// The bit image's padded size for `g` (see BinaryConvArgs::padded_h / padded_w).
+void PaddedImageSize(const ConvGeometry& g, int* padded_h, int* padded_w);
+
+// The whole optimized path: build the padded bit image (packing float input, or copying
+// packed input), then run the rows on `threads` threads. `scratch` is resized as needed
+// (reuse it between calls to avoid allocations).
+void RunBinaryConv(const KernelSet& kernel, const ConvGeometry& g, const ConvBuffers& io,
+                   const AlignedWords& weights, const std::vector<int32_t>& tap_sums,
+                   const float* multiplier, const float* bias, Activation activation, int threads,
+                   AlignedWords* scratch);
 
 }  // namespace tfcompress
 

@@ -2,16 +2,23 @@
 // includes this header and instantiates ConvRows with its micro-kernel, so the driver is
 // compiled with that file's target flags.
 //
-// A micro-kernel provides
-//   static void Accumulate(const uint64_t* const* tap_inputs, const int* tap_ids, int taps,
-//                          int words, const uint64_t* weights, int out_c_padded, int32_t* popcounts);
-// which sets popcounts[c] = sum_t sum_k popcount(tap_inputs[t][k] ^ weights[tap_ids[t]][k][c]),
-// and `static constexpr bool kHasInterior`. When true, it also provides
-//   static void Interior(const BinaryConvArgs& args, const uint64_t* first_tap, int ox_begin,
-//                        int ox_end, const int64_t* tap_offsets, float* out);
-// for a run of output pixels whose taps all lie inside the image (no padding): the taps
-// of pixel ox are at first_tap + (ox - ox_begin) * stride_w * words + tap_offsets[t], and
-// it writes the transformed outputs itself (out points at pixel ox_begin).
+// The input is the padded bit image (binary_conv.h), so every tap of every output pixel
+// is in range: word k of tap t of pixel ox of an output row is at
+// first + ox * step + offsets[t * words + k] (step = stride_w * words), and the weights of
+// that step q = t * words + k are weights[q][c] (contiguous in q). Zero padding only adds a
+// per-channel correction for border pixels, which the driver computes (`corrections`,
+// [pixels][out_c_padded], or null).
+//
+// A micro-kernel provides `static constexpr bool kHasInterior` and either
+//   (kHasInterior) static void Interior(const BinaryConvArgs& args, const uint64_t* first,
+//                      int count, int64_t step, const int64_t* offsets,
+//                      const int32_t* corrections, int64_t out_pixel);
+//       which computes `count` consecutive output pixels and writes them, transformed (float
+//       or packed), at output pixel index out_pixel, out_pixel + 1, ...; or
+//   (!kHasInterior) static void Accumulate(const uint64_t* const* tap_inputs, const int* tap_ids,
+//                      int taps, int words, const uint64_t* weights, int out_c_padded, int32_t* popcounts);
+//       which sets popcounts[c] = sum_t sum_k popcount(tap_inputs[t][k] ^ weights[tap_ids[t]][k][c]),
+//       and the driver applies the output transform.
 #ifndef TFCOMPRESS_KERNELS_CONV_DRIVER_H_
 #define TFCOMPRESS_KERNELS_CONV_DRIVER_H_
 
@@ -40,19 +47,104 @@ inline void PackActivationsPortable(const float* input, int64_t pixels, int chan
   }
 }
 
+// The signs of `channels` floats as int32 words (the op's packed activation layout).
+inline void PackSignsWords32(const float* y, int channels, int32_t* out) {
+  for (int w = 0; w * 32 < channels; ++w) {
+    const int end = std::min(channels, w * 32 + 32);
+    uint32_t word = 0;
+    for (int c = w * 32; c < end; ++c) word |= static_cast<uint32_t>(!(y[c] >= 0.0f)) << (c - w * 32);
+    out[w] = static_cast<int32_t>(word);
+  }
+}
+
+// y = act(multiplier * (taps * in_c - 2 * popcount - correction) + bias) for one pixel, stored
+// as floats or as packed signs (through `scratch`, out_c floats).
+inline void TransformPixel(const BinaryConvArgs& a, const int32_t* popcounts, const int32_t* correction,
+                           int64_t pixel, float* scratch) {
+  const ConvGeometry& g = a.g;
+  const int base = g.kernel_h * g.kernel_w * g.in_c;
+  float* y = a.output != nullptr ? a.output + pixel * g.out_c : scratch;
+  for (int c = 0; c < g.out_c; ++c) {
+    const int acc = base - 2 * popcounts[c] - (correction != nullptr ? correction[c] : 0);
+    float v = a.multiplier[c] * static_cast<float>(acc) + a.bias[c];
+    if (a.activation != Activation::kNone) v = std::max(0.0f, v);
+    if (a.activation == Activation::kRelu6) v = std::min(6.0f, v);
+    y[c] = v;
+  }
+  if (a.output == nullptr) PackSignsWords32(y, g.out_c, a.packed_output + pixel * Words32(g.out_c));
+}
+
+// Per-thread buffers, grown on demand and kept (no allocation per invoke once warm).
+struct RowWorkspace {
+  std::vector<int64_t> tap_offsets;  // [taps]: first word of each tap
+  std::vector<int64_t> offsets;      // [taps * words]: every word of the receptive field
+  std::vector<const uint64_t*> tap_inputs;
+  std::vector<int> tap_ids;
+  std::vector<int32_t> popcounts, corrections;
+  std::vector<float> outputs;
+};
+
+// Border runs are cut into chunks of at most this many pixels (bounds `corrections`).
+constexpr int kBorderChunk = 16;
+
+// corrections[i][c] = sum of tap_sums[t][c] over the taps of output pixel (oy, ox0 + i) that
+// fall in the padding (zero padding: those taps must contribute 0, not the +1 bits' sum).
+inline void BorderCorrections(const BinaryConvArgs& a, int oy, int ox0, int count, int32_t* corrections) {
+  const ConvGeometry& g = a.g;
+  const int ocp = a.out_c_padded;
+  std::fill(corrections, corrections + static_cast<int64_t>(count) * ocp, 0);
+  for (int i = 0; i < count; ++i) {
+    int32_t* corr = corrections + static_cast<int64_t>(i) * ocp;
+    for (int ky = 0; ky < g.kernel_h; ++ky) {
+      const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+      for (int kx = 0; kx < g.kernel_w; ++kx) {
+        const int ix = (ox0 + i) * g.stride_w - g.pad_left + kx * g.dilation_w;
+        if (iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w) continue;
+        const int32_t* sums = a.tap_sums + static_cast<int64_t>(ky * g.kernel_w + kx) * ocp;
+        for (int c = 0; c < ocp; ++c) corr[c] += sums[c];
+      }
+    }
+  }
+}
+
+template <class Micro>
+void RunPixels(const BinaryConvArgs& a, RowWorkspace& ws, const uint64_t* first, int count, int64_t step,
+               const int32_t* corrections, int64_t out_pixel) {
+  if constexpr (Micro::kHasInterior) {
+    Micro::Interior(a, first, count, step, ws.offsets.data(), corrections, out_pixel);
+  } else {
+    const int taps = static_cast<int>(ws.tap_offsets.size());
+    const int ocp = a.out_c_padded;
+    for (int i = 0; i < count; ++i) {
+      const uint64_t* p = first + i * step;
+      for (int t = 0; t < taps; ++t) ws.tap_inputs[t] = p + ws.tap_offsets[t];
+      Micro::Accumulate(ws.tap_inputs.data(), ws.tap_ids.data(), taps, a.words, a.weights, ocp, ws.popcounts.data());
+      const int32_t* correction = corrections != nullptr ? corrections + static_cast<int64_t>(i) * ocp : nullptr;
+      TransformPixel(a, ws.popcounts.data(), correction, out_pixel + i, ws.outputs.data());
+    }
+  }
+}
+
 template <class Micro>
 void ConvRows(const BinaryConvArgs& a, int row_begin, int row_end) {
   const ConvGeometry& g = a.g;
   const int taps = g.kernel_h * g.kernel_w;
   const int ocp = a.out_c_padded;
-  std::vector<const uint64_t*> tap_inputs(taps);
-  std::vector<int> tap_ids(taps), padded_ids(taps);
-  std::vector<int32_t> popcounts(ocp), extra(ocp);
-  std::vector<int64_t> tap_offsets(taps);
+  thread_local RowWorkspace ws;
+  ws.tap_offsets.resize(taps);
+  ws.offsets.resize(static_cast<size_t>(taps) * a.words);
+  ws.tap_inputs.resize(taps);
+  ws.tap_ids.resize(taps);
+  ws.popcounts.resize(ocp);
+  ws.corrections.resize(static_cast<size_t>(kBorderChunk) * ocp);
+  ws.outputs.resize(ocp);
   for (int ky = 0; ky < g.kernel_h; ++ky) {
     for (int kx = 0; kx < g.kernel_w; ++kx) {
-      tap_offsets[ky * g.kernel_w + kx] =
-          (static_cast<int64_t>(ky) * g.dilation_h * g.in_w + static_cast<int64_t>(kx) * g.dilation_w) * a.words;
+      const int t = ky * g.kernel_w + kx;
+      ws.tap_offsets[t] =
+          (static_cast<int64_t>(ky) * g.dilation_h * a.padded_w + static_cast<int64_t>(kx) * g.dilation_w) * a.words;
+      ws.tap_ids[t] = t;
+      for (int k = 0; k < a.words; ++k) ws.offsets[static_cast<size_t>(t) * a.words + k] = ws.tap_offsets[t] + k;
     }
   }
   // Output columns whose taps are all inside the image horizontally: [inner_begin, inner_end).
@@ -62,63 +154,32 @@ void ConvRows(const BinaryConvArgs& a, int row_begin, int row_end) {
   while (inner_end < g.out_w && inner_end * g.stride_w - g.pad_left + (g.kernel_w - 1) * g.dilation_w < g.in_w) {
     ++inner_end;
   }
+  const bool zero_padding = g.pad_value == 0;
+  const int64_t step = static_cast<int64_t>(g.stride_w) * a.words;
   for (int row = row_begin; row < row_end; ++row) {
     const int n = row / g.out_h;
     const int oy = row % g.out_h;
-    const uint64_t* image = a.input_bits + static_cast<int64_t>(n) * g.in_h * g.in_w * a.words;
-    float* out_row = a.output + static_cast<int64_t>(row) * g.out_w * g.out_c;
+    const uint64_t* first =
+        a.input_bits + ((static_cast<int64_t>(n) * a.padded_h + static_cast<int64_t>(oy) * g.stride_h) * a.padded_w) *
+                           a.words;
+    const int64_t out_pixel = static_cast<int64_t>(row) * g.out_w;
     const int top = oy * g.stride_h - g.pad_top;
     const bool row_inside = top >= 0 && top + (g.kernel_h - 1) * g.dilation_h < g.in_h;
-    for (int ox = 0; ox < g.out_w; ++ox) {
-      if constexpr (Micro::kHasInterior) {
-        if (row_inside && ox == inner_begin && inner_end > inner_begin) {
-          const uint64_t* first = image + (static_cast<int64_t>(top) * g.in_w + ox * g.stride_w - g.pad_left) * a.words;
-          Micro::Interior(a, first, inner_begin, inner_end, tap_offsets.data(),
-                          out_row + static_cast<int64_t>(ox) * g.out_c);
-          ox = inner_end - 1;
-          continue;
-        }
+    if (!zero_padding) {  // padded bits are exactly the +1 values: no border case
+      RunPixels<Micro>(a, ws, first, g.out_w, step, nullptr, out_pixel);
+      continue;
+    }
+    int ox = 0;
+    while (ox < g.out_w) {
+      const bool inside = row_inside && ox >= inner_begin && ox < inner_end;
+      int end = inside ? inner_end : (row_inside && ox < inner_begin ? inner_begin : g.out_w);
+      if (!inside) {
+        end = std::min(end, ox + kBorderChunk);
+        BorderCorrections(a, oy, ox, end - ox, ws.corrections.data());
       }
-      int valid = 0, padded = 0;
-      for (int ky = 0; ky < g.kernel_h; ++ky) {
-        const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
-        for (int kx = 0; kx < g.kernel_w; ++kx) {
-          const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
-          const int tap = ky * g.kernel_w + kx;
-          if (iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w) {
-            tap_inputs[valid] = image + (static_cast<int64_t>(iy) * g.in_w + ix) * a.words;
-            tap_ids[valid++] = tap;
-          } else {
-            padded_ids[padded++] = tap;
-          }
-        }
-      }
-      Micro::Accumulate(tap_inputs.data(), tap_ids.data(), valid, a.words, a.weights, ocp, popcounts.data());
-      std::fill(extra.begin(), extra.end(), valid * g.in_c);
-      if (g.pad_value != 0) {
-        for (int p = 0; p < padded; ++p) {
-          const int32_t* sums = a.tap_sums + static_cast<int64_t>(padded_ids[p]) * ocp;
-          for (int c = 0; c < ocp; ++c) extra[c] += sums[c];
-        }
-      }
-      float* out = out_row + static_cast<int64_t>(ox) * g.out_c;
-      const int32_t* pc = popcounts.data();
-      const int32_t* ex = extra.data();
-      switch (a.activation) {
-        case Activation::kNone:
-          for (int c = 0; c < g.out_c; ++c)
-            out[c] = a.multiplier[c] * static_cast<float>(ex[c] - 2 * pc[c]) + a.bias[c];
-          break;
-        case Activation::kRelu:
-          for (int c = 0; c < g.out_c; ++c)
-            out[c] = std::max(0.0f, a.multiplier[c] * static_cast<float>(ex[c] - 2 * pc[c]) + a.bias[c]);
-          break;
-        case Activation::kRelu6:
-          for (int c = 0; c < g.out_c; ++c)
-            out[c] = std::min(6.0f,
-                              std::max(0.0f, a.multiplier[c] * static_cast<float>(ex[c] - 2 * pc[c]) + a.bias[c]));
-          break;
-      }
+      RunPixels<Micro>(a, ws, first + ox * step, end - ox, step, inside ? nullptr : ws.corrections.data(),
+                       out_pixel + ox);
+      ox = end;
     }
   }
 }

@@ -1,9 +1,13 @@
 // TfcBinaryConv2D: y = act(multiplier * binary_conv(sign(x), sign(W)) + bias), NHWC.
 //
-// Inputs:  0 x float32 [N, H, W, C_in]
+// Inputs:  0 x float32 [N, H, W, C_in], or its signs bit-packed: int32 [N, H, W, ceil(C_in / 32)]
 //          1 packed weights int32 [C_out, K_h, K_w, ceil(C_in / 32)] (constant)
 //          2 multiplier float32 [C_out]   3 bias float32 [C_out]
-// Output:  0 float32 [N, H_out, W_out, C_out]
+// Output:  0 float32 [N, H_out, W_out, C_out], or (int32 output tensor) the signs of those
+//          values bit-packed, int32 [N, H_out, W_out, ceil(C_out / 32)]: what a following
+//          binary layer takes as its packed input (Larq Compute Engine's "bitpacked output").
+// Packed activations: bit b of word j set <=> channel 32 j + b is negative (sign(0) = +1),
+// the packed weights' convention; the tensor types select float or packed, nothing else.
 // Options: in_channels (required), stride_height, stride_width, dilation_height,
 //          dilation_width (default 1), padding "SAME" | "VALID" (required),
 //          pad_value 0 | 1 (default 0), activation "NONE" | "RELU" | "RELU6".
@@ -60,11 +64,17 @@ TfLiteStatus Prepare(TfLiteContext* context, OpNode* node) {
 
   const TfLiteTensor* input = TensorAt(context, node->inputs, 0);
   const TfLiteTensor* weights = TensorAt(context, node->inputs, 1);
-  error = CheckTensor(input, "input", kTfLiteFloat32, 4, 4);
+  const bool packed_input = input != nullptr && input->type == kTfLiteInt32;
+  error = CheckTensor(input, "input", packed_input ? kTfLiteInt32 : kTfLiteFloat32, 4, 4);
   if (error.empty()) error = CheckTensor(weights, "packed weights", kTfLiteInt32, 4, 4);
   if (error.empty()) error = CheckConstant(weights, "packed weights", sizeof(int32_t));
   if (!error.empty()) return OpError(context, kName, error);
-  if (input->dims->data[3] != g.in_c) {
+  if (packed_input && input->dims->data[3] != Words32(g.in_c)) {
+    return OpError(context, kName,
+                   "packed input has " + std::to_string(input->dims->data[3]) + " words per pixel, " +
+                       std::to_string(g.in_c) + " input channels need " + std::to_string(Words32(g.in_c)));
+  }
+  if (!packed_input && input->dims->data[3] != g.in_c) {
     return OpError(context, kName,
                    "input has " + std::to_string(input->dims->data[3]) + " channels, in_channels is " +
                        std::to_string(g.in_c));
@@ -85,14 +95,23 @@ TfLiteStatus Prepare(TfLiteContext* context, OpNode* node) {
   if (!error.empty()) return OpError(context, kName, error);
 
   TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (output->type != kTfLiteFloat32) return OpError(context, kName, "output must be float32");
-  if (static_cast<int64_t>(g.batch) * g.out_h * g.out_w * g.out_c > kMaxElements) {
+  if (output->type != kTfLiteFloat32 && output->type != kTfLiteInt32) {
+    return OpError(context, kName, "output must be float32, or int32 for bit-packed signs");
+  }
+  const bool packed_output = output->type == kTfLiteInt32;
+  int padded_h = 0, padded_w = 0;
+  PaddedImageSize(g, &padded_h, &padded_w);
+  if (static_cast<int64_t>(g.batch) * g.out_h * g.out_w * g.out_c > kMaxElements ||
+      static_cast<int64_t>(g.batch) * padded_h * padded_w * Words64(g.in_c) > kMaxElements) {
     return OpError(context, kName, "output is too large");
   }
   state->geometry = g;
   state->kernel = BestKernel();
+  state->packed_input = packed_input;
+  state->packed_output = packed_output;
   RepackWeights(g, weights->data.i32, &state->weights, &state->tap_sums);
-  return context->ResizeTensor(context, output, NewShape({g.batch, g.out_h, g.out_w, g.out_c}));
+  const int out_last = packed_output ? Words32(g.out_c) : g.out_c;
+  return context->ResizeTensor(context, output, NewShape({g.batch, g.out_h, g.out_w, out_last}));
 }
 
 }  // namespace

@@ -24,13 +24,24 @@ TfLiteStatus InvokeBinaryOp(TfLiteContext* context, OpNode* node) {
   const TfLiteTensor* multiplier = TensorAt(context, node->inputs, 2);
   const TfLiteTensor* bias = TensorAt(context, node->inputs, 3);
   TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (state->kernel == nullptr || input->data.f == nullptr || output->data.f == nullptr ||
+  if (state->kernel == nullptr || input->data.raw == nullptr || output->data.raw == nullptr ||
       multiplier->data.f == nullptr || bias->data.f == nullptr) {
     context->ReportError(context, "tfcompress binary op invoked without prepared tensors");
     return kTfLiteError;
   }
-  RunBinaryConv(*state->kernel, state->geometry, input->data.f, state->weights, state->tap_sums, multiplier->data.f,
-                bias->data.f, state->activation, output->data.f, node->num_threads, &state->scratch);
+  ConvBuffers io;
+  if (state->packed_input) {
+    io.packed_input = input->data.i32;
+  } else {
+    io.input = input->data.f;
+  }
+  if (state->packed_output) {
+    io.packed_output = output->data.i32;
+  } else {
+    io.output = output->data.f;
+  }
+  RunBinaryConv(*state->kernel, state->geometry, io, state->weights, state->tap_sums, multiplier->data.f, bias->data.f,
+                state->activation, node->num_threads, &state->scratch);
   return kTfLiteOk;
 }
 

@@ -16,9 +16,11 @@ struct BinaryOpState {
   ConvGeometry geometry;
   Activation activation = Activation::kNone;
   const KernelSet* kernel = nullptr;
-  std::vector<uint64_t> weights;
+  bool packed_input = false;   // int32 bit-packed input instead of float (conv only)
+  bool packed_output = false;  // int32 bit-packed signs of the output instead of float (conv only)
+  AlignedWords weights;
   std::vector<int32_t> tap_sums;
-  std::vector<uint64_t> scratch;
+  AlignedWords scratch;
 };
 
 inline void* CreateBinaryOpState() { return new BinaryOpState(); }
@@ -43,7 +45,8 @@ inline bool ParseActivation(const OpOptions& options, Activation* activation, st
 // Checks multiplier and bias ([out_c] float32 each).
 std::string CheckOutputTransform(TfLiteContext* context, const OpNode& node, int out_c);
 
-// Runs the op on its input and output tensors (both float32, shapes already validated).
+// Runs the op on its input and output tensors (float32, or int32 bit-packed as the state says;
+// shapes already validated).
 TfLiteStatus InvokeBinaryOp(TfLiteContext* context, OpNode* node);
 
 }  // namespace tfcompress
