@@ -80,7 +80,7 @@ def test_index_reports_card_gaps_and_checks_staleness(tmp_path, capsys):
         "flowers_x.md does not state latency_2t for flowers_x.tflite",
         f"flowers_x.md gives 12 bytes, flowers_x.tflite has {size:,}",
     ]
-    assert f"| 50.00% | {size:,} | 1.5 ms | not stated | no rebuild step |" in text
+    assert f"| 50.00% | {size:,} | 1.5 ms | not stated | card | no rebuild step |" in text
     assert main(["--models-dir", str(models), "--check"]) == 1
     assert main(["--models-dir", str(models)]) == 0
     assert main(["--models-dir", str(models), "--check"]) == 0
