@@ -58,8 +58,9 @@ logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} 
 `flowers_pruned`, {finetune}), per-layer k-means weight sharing with
 {bits} bits for convolutions and {args.dense_bits} for the classifier, Huffman coding of the
 shared-weight indices and of the relative sparse positions (4-bit gaps, filler zeros on
-overflow). Our `TfcSparseDecode` op rebuilds each kernel once at Prepare; the builtin conv /
-fully-connected kernels run on it (needs `libtfcompress_ops.so`, loaded by `tfcompress.runtime`).
+overflow). Our `TfcSparseDecode` op rebuilds each kernel once, when the op library's delegate
+is applied, into a read-only constant; XNNPACK then runs the convs as in the float model
+(needs `libtfcompress_ops.so`, loaded by `tfcompress.runtime`).
 
 Made by: `{invoked_command("scripts/make_flowers_dc.py")}`
 after `scripts/make_flowers_pruned.py`
