@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from flatbuffers import flexbuffers
+from tflite_run import run_batch
 
 from tfcompress import native, runtime
 from tfcompress.binary import BinaryConv2D, BinaryDense
@@ -256,17 +257,6 @@ def test_packed_weights_are_32x_smaller(tiny_model_and_tflite):
     assert options["padding"] == "SAME" and options["pad_value"] == 1 and options["in_channels"] == 40
 
 
-def _run_tflite_batch(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """Run with the input resized to ``x``'s batch: the op's Prepare sees batch > 1."""
-    interpreter = runtime.Interpreter(model_content=model_bytes, runtime="ai_edge_litert")
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
 @pytest.mark.parametrize("batch", [1, 3])
 def test_dense_op_matches_keras_with_batch(batch):
     keras.utils.set_random_seed(7)
@@ -276,7 +266,7 @@ def test_dense_op_matches_keras_with_batch(batch):
     )(inputs)
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(batch).standard_normal((batch, 100)).astype(np.float32)
-    got = _run_tflite_batch(to_tflite(model), x)
+    got = run_batch(to_tflite(model), x)
     np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-4)
 
 
@@ -360,7 +350,7 @@ def test_conv_op_with_batch_resized(one_conv_tflite):
     packed = np.frombuffer(bytes(model.buffers[graph.tensors[op.inputs[1]].buffer].data), "<i4").reshape(8, 3, 3, 2)
     x = np.random.default_rng(10).standard_normal((3, 6, 6, 40)).astype(np.float32)
     expected = native.binary_conv2d(x, packed, kernel="reference", padding="SAME")
-    np.testing.assert_array_equal(_run_tflite_batch(one_conv_tflite, x), expected)
+    np.testing.assert_array_equal(run_batch(one_conv_tflite, x), expected)
 
 
 def test_good_file_still_runs_after_rewrite(one_conv_tflite):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from tflite_run import run_batch
 
 from tfcompress import native, runtime
 from tfcompress.binary import BinaryConv2D
@@ -109,16 +110,6 @@ def _chain_model() -> keras.Model:
     return keras.Model(inputs, x)
 
 
-def _run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    interpreter = runtime.Interpreter(model_content=model_bytes, runtime="ai_edge_litert")
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
 def _int32_tensors(model_bytes: bytes) -> list[tuple[int, ...]]:
     from ai_edge_litert import schema_py_generated as schema
 
@@ -144,8 +135,8 @@ def test_chain_carries_packed_activations_and_matches_keras(chain):
     assert _int32_tensors(float_bytes) == []
     assert _int32_tensors(packed_bytes) == [(1, 10, 9, 2), (1, 5, 5, 2)]  # ceil(45/32), ceil(33/32) words
     x = np.random.default_rng(4).standard_normal((2, 10, 9, 37)).astype(np.float32)
-    got = _run(packed_bytes, x)
-    np.testing.assert_array_equal(got, _run(float_bytes, x))  # bit-identical to the float route
+    got = run_batch(packed_bytes, x)
+    np.testing.assert_array_equal(got, run_batch(float_bytes, x))  # bit-identical to the float route
     np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-4)
 
 
@@ -158,7 +149,7 @@ def test_packed_graph_input_and_output_match_keras(chain):
     model, float_bytes = chain
     packed_bytes = bitpack_activations(float_bytes, packed_input=True, packed_output=True)
     x = np.random.default_rng(5).standard_normal((3, 10, 9, 37)).astype(np.float32)
-    got = _run(packed_bytes, native.pack_signs(x))
+    got = run_batch(packed_bytes, native.pack_signs(x))
     assert got.dtype == np.int32 and got.shape == (3, 5, 5, 3)
     _assert_bits_match(got, keras.ops.convert_to_numpy(model(x)))
 
@@ -177,7 +168,7 @@ def test_residual_reader_keeps_activation_float():
     assert bitpack_activations(residual_bytes) == residual_bytes
     packed = bitpack_activations(residual_bytes, packed_output=True)
     x = np.random.default_rng(7).standard_normal((1, 6, 6, 20)).astype(np.float32)
-    _assert_bits_match(_run(packed, x), keras.ops.convert_to_numpy(residual(x)))
+    _assert_bits_match(run_batch(packed, x), keras.ops.convert_to_numpy(residual(x)))
 
 
 def test_packed_input_with_wrong_words_fails_in_prepare(chain, capfd):
