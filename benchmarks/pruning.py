@@ -8,8 +8,8 @@ For each ``.tflite`` (float, ``flowers_pruned``, ``flowers_dc``, ``flowers_slim`
 over ``--repeats`` runs of :func:`tfcompress.evaluate.evaluate`, each the median of ``--runs``
 invocations), plus parameters and MACs of the Keras models.
 
-tfmot (0.8.1) needs Keras 2: it runs in a throwaway venv (``build/tfmot_venv``: tf-keras and
-tensorflow-model-optimization over this project's site-packages), started as a subprocess of
+tfmot (0.8.1) needs Keras 2: it runs in a throwaway venv (``build/tfmot_venv``, made on first use:
+tf-keras and tensorflow-model-optimization over this project's site-packages), started as a subprocess of
 this script with ``--tfmot-worker``. There the same ResNet-18 is rebuilt with tf_keras, the
 float weights copied in, ``prune_low_magnitude`` with ``ConstantSparsity(0.8, frequency=1)``
 applied (per Conv2D/Dense layer: tfmot rejects the whole model because of its Rescaling layer)
@@ -88,10 +88,35 @@ def tfmot_worker(weights_path: str, output: str) -> None:
     print(json.dumps({"tfmot_sparsity": sparsity}))
 
 
+def ensure_tfmot_venv() -> Path:
+    """Create ``build/tfmot_venv`` when missing: this project's packages plus tf-keras and tfmot.
+
+    The venv sees this project's site-packages through a ``.pth`` file, so only the Keras 2
+    pieces are installed there (tf-keras pinned to the installed TensorFlow's minor version).
+    """
+    if TFMOT_PYTHON.is_file():
+        return TFMOT_PYTHON
+    import site
+
+    import tensorflow as tf
+
+    venv = TFMOT_PYTHON.parent.parent
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    (site_dir,) = (venv / "lib").glob("python*/site-packages")
+    (site_dir / "tfcompress_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    minor = ".".join(tf.__version__.split(".")[:2])
+    subprocess.run(
+        [str(TFMOT_PYTHON), "-m", "pip", "install", "-q", f"tf-keras~={minor}.0", "tensorflow-model-optimization"],
+        check=True,
+    )
+    return TFMOT_PYTHON
+
+
 def run_tfmot(teacher) -> tuple[Path, dict]:
     """Save the float weights by layer name and run :func:`tfmot_worker` in the tfmot venv."""
     import numpy as np
 
+    ensure_tfmot_venv()
     WORK.mkdir(parents=True, exist_ok=True)
     weights = WORK / "float_weights.npz"
     arrays = {f"{layer.name}/{i}": w for layer in teacher.layers for i, w in enumerate(layer.get_weights())}
