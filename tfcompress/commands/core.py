@@ -47,6 +47,7 @@ def _train(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate,
         seed=args.seed,
         mixup=args.mixup,
+        label_smoothing=args.label_smoothing,
     )
     train(
         args.output,
@@ -100,6 +101,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--learning-rate", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
+    )
     train.add_argument(
         "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
     )

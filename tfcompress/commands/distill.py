@@ -26,6 +26,7 @@ def _distill(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate,
         seed=args.seed,
         mixup=args.mixup,
+        label_smoothing=args.label_smoothing,
         temperature=args.temperature,
         alpha=args.alpha,
     )
@@ -63,6 +64,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
+    )
     parser.add_argument(
         "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
     )
