@@ -10,8 +10,9 @@ Two routes:
   XNNPACK then runs the densified weights (and has sparse kernels for 1x1 convolutions
   with an NHWC->NCHW layout when the model is built for it; not used by default).
 - Deep Compression in the file (:mod:`tfcompress.pruning.lowering`): shared-weight indices
-  and relative positions Huffman-coded, decoded once at Prepare by our ``TfcSparseDecode``
-  op: 30-50x smaller, needs ``libtfcompress_ops.so``.
+  and relative positions Huffman-coded, decoded once by our ``TfcSparseDecode`` op when the
+  op library's delegate is applied (into a constant that XNNPACK then takes, so it runs at
+  the float model's speed): 25-50x smaller, needs ``libtfcompress_ops.so``.
 
 Which one: the native route when the file must load in any TFLite runtime and 3-4x is
 enough; Deep Compression when size matters most (downloads, flash) and our op library ships.
