@@ -142,7 +142,7 @@ def main() -> None:
     from tfcompress.lowrank import apply_plan, finetune, model_macs
 
     for suffix in (".keras", ".tflite", ".md"):
-        check_output_path(out.with_suffix(suffix), args.force)
+        check_output_path(out.parent / (out.name + suffix), args.force)
     work.mkdir(parents=True, exist_ok=True)
     teacher = load_keras_model(args.teacher)
     result = search(teacher, args.target_macs, args.method, work, args.eval_images)
@@ -164,15 +164,15 @@ def main() -> None:
             limit=args.limit,
             verbose=2,
         )
-    with atomic_output(out.with_suffix(".keras"), args.force) as tmp:
+    with atomic_output(out.parent / (out.name + ".keras"), args.force) as tmp:
         shutil.copyfile(tuned_path, tmp)
-    convert(tuned, out.with_suffix(".tflite"), force=args.force)
+    convert(tuned, out.parent / (out.name + ".tflite"), force=args.force)
     float_tflite = work / "flowers_float.tflite"
     if not float_tflite.is_file():
         convert(teacher, float_tflite)
     evals = {
         name: {threads: evaluate(path, split="test", threads=threads, runs=100) for threads in (1, 2)}
-        for name, path in (("flowers_float", float_tflite), ("flowers_lowrank", out.with_suffix(".tflite")))
+        for name, path in (("flowers_float", float_tflite), ("flowers_lowrank", out.parent / (out.name + ".tflite")))
     }
     costs = {
         "flowers_float": (model_macs(teacher), teacher.count_params()),
@@ -184,7 +184,7 @@ def main() -> None:
         f"--eval-images {args.eval_images}"
     )
     text = card(result, evals, command, costs)
-    write_text_atomic(out.with_suffix(".md"), text, force=args.force)
+    write_text_atomic(out.parent / (out.name + ".md"), text, force=args.force)
     print(text)
 
 
