@@ -16,6 +16,29 @@ def positive_int(value: str) -> int:
     return number
 
 
+RECIPE_OPTIONS = ("image_size", "epochs", "batch_size", "learning_rate", "seed", "label_smoothing", "mixup")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, epochs: int = 80) -> None:
+    """The training recipe's options shared by ``train`` and ``distill`` (see :class:`TrainConfig`)."""
+    parser.add_argument("--image-size", type=positive_int, default=96)
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
+    )
+    parser.add_argument(
+        "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
+    )
+
+
+def recipe_options(args: argparse.Namespace) -> dict:
+    """The values of :func:`add_recipe_arguments`' options, as ``TrainConfig`` keyword arguments."""
+    return {name: getattr(args, name) for name in RECIPE_OPTIONS}
+
+
 def _devices(value: str) -> int | list[str]:
     return int(value) if value.isdigit() else [name.strip() for name in value.split(",") if name.strip()]
 
@@ -38,17 +61,7 @@ def add_output_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tfcompress.training import TrainConfig, train
 
-    config = TrainConfig(
-        model=args.model,
-        image_size=args.image_size,
-        width=args.width,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        mixup=args.mixup,
-        label_smoothing=args.label_smoothing,
-    )
+    config = TrainConfig(model=args.model, width=args.width, **recipe_options(args))
     train(
         args.output,
         args.data,
@@ -96,17 +109,7 @@ def add_commands(subparsers) -> None:
         "--model", default="resnet18", help="zoo model: resnet8, resnet14, resnet18, mobilenet_v2, vgg, ..."
     )
     train.add_argument("--width", type=positive_int, default=32, help="base width of the model")
-    train.add_argument("--image-size", type=positive_int, default=96)
-    train.add_argument("--epochs", type=positive_int, default=80)
-    train.add_argument("--batch-size", type=positive_int, default=64)
-    train.add_argument("--learning-rate", type=float, default=0.1)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
-        "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
-    )
-    train.add_argument(
-        "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
-    )
+    add_recipe_arguments(train)
     train.add_argument(
         "--devices",
         type=_devices,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments
+from tfcompress.commands.core import (
+    _devices,
+    add_data_argument,
+    add_output_arguments,
+    add_recipe_arguments,
+    recipe_options,
+)
 
 
 def _attention_pair(value: str) -> tuple[str, str]:
@@ -20,15 +26,9 @@ def _distill(args: argparse.Namespace) -> None:
     config = DistillConfig(
         model=args.student,
         width=args.width,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        mixup=args.mixup,
-        label_smoothing=args.label_smoothing,
         temperature=args.temperature,
         alpha=args.alpha,
+        **recipe_options(args),
     )
     student = None
     if args.student.endswith(".keras"):
@@ -59,17 +59,7 @@ def add_commands(subparsers) -> None:
         "--student", default="mobilenet_v2", help="zoo model (mobilenet_v2, resnet8, ...) or a .keras student"
     )
     parser.add_argument("--width", type=float, default=0.35, help="width multiplier (MobileNetV2) or base width")
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=80)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
-    )
-    parser.add_argument(
-        "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
-    )
+    add_recipe_arguments(parser)
     parser.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T of the soft targets")
     parser.add_argument(
         "--alpha", type=float, default=0.1, help="weight of the label loss; 1 - alpha weighs the soft targets"
