@@ -7,7 +7,7 @@ Steps (Han et al. 2016): start from the 80%-pruned model of make_flowers_pruned.
 weight sharing (the fewest of ``--conv-bits`` 8, 6, 5 bits for convolutions that reaches
 ``--target-ratio`` x smaller than the float file; ``--dense-bits`` 5 for the classifier) and
 Huffman coding of the shared-weight indices and relative positions in the ``.tflite``,
-decoded once at Prepare by our ``TfcSparseDecode`` op. Top-1 on ``test.txt``, bytes and
+decoded once by our ``TfcSparseDecode`` op when the delegate is applied. Top-1 on ``test.txt``, bytes and
 latency at 1 and 2 threads through the runtime with ``libtfcompress_ops.so`` loaded.
 Resumable: the finetuned model is saved under ``--work`` before sharing.
 """

@@ -1,6 +1,6 @@
 """ctypes entry to the native Deep Compression decoder (``tfc_sparse_decode`` in ``libtfcompress_ops.so``).
 
-The same C++ code runs inside the ``TfcSparseDecode`` op at Prepare; the tests compare it
+The same C++ code runs inside the ``TfcSparseDecode`` op (when the delegate is applied); the tests compare it
 with the pure-Python :func:`tfcompress.pruning.deep_compression.decode_kernel` bit for bit.
 """
 
