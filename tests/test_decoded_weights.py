@@ -18,7 +18,7 @@ import pytest
 from tfcompress.convert import to_tflite
 from tfcompress.pq import PQConv2D, PQDense
 from tfcompress.pruning import ConstantSparsity, SharedConv2D, SharedDense, deep_compress, prune, strip
-from tfcompress.runtime import Interpreter, available_runtimes, ops_library_path
+from tfcompress.runtime import Interpreter, ops_library_path
 
 WEIGHT_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
@@ -148,7 +148,6 @@ def test_builtin_kernels_run_on_the_constants_without_xnnpack(case):
     np.testing.assert_allclose(_run(interpreter, x), expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.skipif("tensorflow" not in available_runtimes(), reason="tf.lite not installed")
 def test_tf_lite_takes_the_convs_too(case):
     _, content, x, expected = case
     interpreter = Interpreter(model_content=content, num_threads=2, runtime="tensorflow")

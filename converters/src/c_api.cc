@@ -39,10 +39,8 @@ TFC_EXPORT const char* tfc_op_names() {
   return names.c_str();
 }
 
-// geometry: batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, stride_h, stride_w,
-// dilation_h, dilation_w, padding (0 VALID, 1 SAME), pad_value (0/1). Writes out_h, out_w.
-// Returns 0, or -1 with `error` set.
-TFC_EXPORT int tfc_conv_output_size(const int* geometry, int* out_hw, char* error, int error_size) {
+// The 13-int geometry array of the C API (layout below) as a ConvGeometry, sizes not yet computed.
+static tfcompress::ConvGeometry GeometryFromArray(const int* geometry) {
   tfcompress::ConvGeometry g;
   g.batch = geometry[0];
   g.in_h = geometry[1];
@@ -56,6 +54,14 @@ TFC_EXPORT int tfc_conv_output_size(const int* geometry, int* out_hw, char* erro
   g.dilation_h = geometry[9];
   g.dilation_w = geometry[10];
   g.pad_value = geometry[12];
+  return g;
+}
+
+// geometry: batch, in_h, in_w, in_c, out_c, kernel_h, kernel_w, stride_h, stride_w,
+// dilation_h, dilation_w, padding (0 VALID, 1 SAME), pad_value (0/1). Writes out_h, out_w.
+// Returns 0, or -1 with `error` set.
+TFC_EXPORT int tfc_conv_output_size(const int* geometry, int* out_hw, char* error, int error_size) {
+  tfcompress::ConvGeometry g = GeometryFromArray(geometry);
   if (geometry[11] != 0 && geometry[11] != 1) {
     SetError(error, error_size, "padding must be 0 (VALID) or 1 (SAME)");
     return -1;
@@ -83,19 +89,7 @@ TFC_EXPORT int tfc_binary_conv2d_io(const char* kernel, const int* geometry, con
                                     int packing, void* output, long long output_size, char* error, int error_size) {
   int out_hw[4];
   if (tfc_conv_output_size(geometry, out_hw, error, error_size) != 0) return -1;
-  tfcompress::ConvGeometry g;
-  g.batch = geometry[0];
-  g.in_h = geometry[1];
-  g.in_w = geometry[2];
-  g.in_c = geometry[3];
-  g.out_c = geometry[4];
-  g.kernel_h = geometry[5];
-  g.kernel_w = geometry[6];
-  g.stride_h = geometry[7];
-  g.stride_w = geometry[8];
-  g.dilation_h = geometry[9];
-  g.dilation_w = geometry[10];
-  g.pad_value = geometry[12];
+  tfcompress::ConvGeometry g = GeometryFromArray(geometry);
   g.out_h = out_hw[0];
   g.out_w = out_hw[1];
   g.pad_top = out_hw[2];
