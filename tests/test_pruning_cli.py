@@ -53,3 +53,29 @@ def test_distilled_prune_finetune_runs_with_a_backup_folder(image_folder, tmp_pa
     pruned = prune_and_finetune(model, image_folder, 0.5, config=config, teacher=model, backup_dir=backup, verbose=0)
     kernel = keras.ops.convert_to_numpy(pruned.get_layer("stage2_block1_conv2").kernel)
     assert np.mean(kernel == 0) == np.float64(round(0.5 * kernel.size) / kernel.size)
+
+
+def test_share_command_finetunes_centroids_and_converts_to_a_coded_file(image_folder, tmp_path, capsys):
+    from tfcompress.convert import to_tflite
+    from tflite_run import run_batch
+
+    from tfcompress.pruning.layers import shared_layers
+
+    source, pruned_path, output = tmp_path / "in.keras", tmp_path / "pruned.keras", tmp_path / "shared.keras"
+    _tiny_model(source)
+    assert main(["prune", str(source), "--data", str(image_folder), "--sparsity", "0.6", "--epochs", "0",
+                 "-o", str(pruned_path)]) == 0  # fmt: skip
+    status = main(
+        ["share", str(pruned_path), "--data", str(image_folder), "--conv-bits", "4", "--dense-bits", "3",
+         "--epochs", "1", "--batch-size", "4", "--distill", "-o", str(output)]
+    )  # fmt: skip
+    assert status == 0
+    assert "centroids finetuned 1 epoch(s)" in capsys.readouterr().out
+    shared = keras.models.load_model(output)
+    for layer in shared_layers(shared):
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        assert len(np.unique(kernel[kernel != 0])) <= 2**layer.weight_bits - 1
+    x = np.random.default_rng(0).uniform(0, 255, (2, 24, 24, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_batch(to_tflite(shared), x), keras.ops.convert_to_numpy(shared(x)), atol=1e-4)
+    assert main(["share", str(pruned_path), "--conv-bits", "9", "-o", str(tmp_path / "bad.keras")]) == 2
+    assert "must be in [1, 8]" in capsys.readouterr().err

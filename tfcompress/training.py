@@ -3,8 +3,10 @@
 Recipe (from-scratch, small data): SGD with Nesterov momentum 0.9, linear warm-up then
 cosine decay of the learning rate (Loshchilov & Hutter 2017, "SGDR"), decoupled weight
 decay on conv/dense kernels only, label smoothing 0.1 (Szegedy et al. 2016), random-resized
-crops, flips and colour jitter (:func:`tfcompress.data.augment_batch`). The weights with the
-best validation accuracy are kept. Training resumes from ``backup_dir`` after an
+crops, flips and colour jitter (:func:`tfcompress.data.augment_batch`), optionally mixup. The
+weights with the best validation accuracy are kept. ``precision="mixed_bfloat16"`` computes in
+bfloat16 with float32 weights (Micikevicius et al. 2018, "Mixed Precision Training"; ~1.5x faster
+on CPUs with AVX512-BF16); the saved model is float32 either way. Training resumes from ``backup_dir`` after an
 interruption, and runs under ``tf.distribute.MirroredStrategy`` when several devices are
 given.
 """
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import keras
 
 from tfcompress.data import ImageSet, load_split, make_dataset
 from tfcompress.distribute import get_strategy
+from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, check_output_path
 from tfcompress.models import build_model
 
@@ -40,6 +44,27 @@ class TrainConfig:
     warmup_epochs: int = 3
     mixup: float = 0.0
     seed: int = 0
+    precision: str = "float32"
+
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build layers under the Keras dtype policy ``name`` (``float32`` or ``mixed_bfloat16``), then restore.
+
+    Raises:
+        TfcompressError: ``name`` is not one of :data:`PRECISIONS`.
+    """
+    if name not in PRECISIONS:
+        raise TfcompressError(f"unknown precision {name!r}; available: {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -166,10 +191,14 @@ def train(
     batch_size = min(config.batch_size, len(train_set))
     steps_per_epoch = len(train_set) // batch_size
     strategy = get_strategy(devices)
-    with strategy.scope():
-        model = build_model(
+
+    def build() -> keras.Model:
+        return build_model(
             config.model, num_classes=len(train_set.class_names), image_size=config.image_size, width=config.width
         )
+
+    with strategy.scope(), dtype_policy(config.precision):
+        model = build()
         if init_from is not None:
             from tfcompress.convert import load_keras_model
 
@@ -177,6 +206,10 @@ def train(
         compile_for_training(model, config, steps_per_epoch)
     train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
     fit_keeping_best(model, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
+    if config.precision != "float32":  # ship float32: the same weights in a float32-policy model
+        with dtype_policy("float32"):
+            trained, model = model, build()
+        model.set_weights(trained.get_weights())
     save_for_inference(model, output, force)
     return model
 

@@ -61,7 +61,7 @@ def add_output_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tfcompress.training import TrainConfig, train
 
-    config = TrainConfig(model=args.model, width=args.width, **recipe_options(args))
+    config = TrainConfig(model=args.model, width=args.width, precision=args.precision, **recipe_options(args))
     train(
         args.output,
         args.data,
@@ -110,6 +110,12 @@ def add_commands(subparsers) -> None:
     )
     train.add_argument("--width", type=positive_int, default=32, help="base width of the model")
     add_recipe_arguments(train)
+    train.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16"),
+        default="float32",
+        help="mixed_bfloat16: compute in bfloat16 with float32 weights (faster on CPUs with AVX512-BF16)",
+    )
     train.add_argument(
         "--devices",
         type=_devices,

@@ -1,4 +1,4 @@
-"""The ``prune`` and ``slim`` subcommands: magnitude / N:M pruning and Network Slimming, then finetune."""
+"""The ``prune``, ``slim`` and ``share`` subcommands: pruning, Network Slimming, Deep Compression weight sharing."""
 
 from __future__ import annotations
 
@@ -105,6 +105,33 @@ def _slim(args: argparse.Namespace) -> None:
     )
 
 
+def _share(args: argparse.Namespace) -> None:
+    from tfcompress.convert import load_keras_model
+    from tfcompress.fileio import check_output_path
+    from tfcompress.pruning.layers import deep_compress
+    from tfcompress.pruning.trained_quantization import finetune_centroids
+
+    check_output_path(args.output, args.force)
+    model = load_keras_model(args.model)
+    shared = deep_compress(model, conv_bits=args.conv_bits, dense_bits=args.dense_bits)
+    if args.epochs > 0:
+        shared = finetune_centroids(
+            shared,
+            args.data,
+            _finetune_config(args),
+            teacher=_teacher(args, model),
+            devices=args.devices,
+            backup_dir=args.backup_dir,
+            limit=args.limit,
+        )
+    _save(shared, args)
+    print(
+        f"wrote {args.output}: {args.conv_bits}-bit convolutions, {args.dense_bits}-bit dense layers"
+        + (f", centroids finetuned {args.epochs} epoch(s)" if args.epochs > 0 else "")
+        + "; `tfcompress convert` stores them Huffman-coded"
+    )
+
+
 def _common(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("model", metavar="IN.keras")
     add_data_argument(parser)
@@ -120,7 +147,7 @@ def _common(parser: argparse.ArgumentParser, epochs: int) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Add ``prune`` and ``slim``."""
+    """Add ``prune``, ``slim`` and ``share``."""
     prune = subparsers.add_parser("prune", help="magnitude / N:M / channel pruning on a schedule, then finetune")
     prune.add_argument("--sparsity", type=float, required=True, help="target fraction of zero weights, in [0, 1)")
     prune.add_argument("--schedule", choices=["polynomial", "constant"], default="polynomial")
@@ -137,3 +164,11 @@ def add_commands(subparsers) -> None:
     slim.add_argument("--penalty-epochs", type=int, default=0, help="epochs of sparsity training before slimming")
     _common(slim, epochs=6)
     slim.set_defaults(handler=_slim)
+
+    share = subparsers.add_parser(
+        "share", help="Deep Compression: k-means weight sharing of a pruned model, then finetune the centroids"
+    )
+    share.add_argument("--conv-bits", type=int, default=8, help="shared-value index bits of convolutions (1-8)")
+    share.add_argument("--dense-bits", type=int, default=5, help="shared-value index bits of dense layers (1-8)")
+    _common(share, epochs=2)
+    share.set_defaults(handler=_share)

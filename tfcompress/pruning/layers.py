@@ -21,6 +21,15 @@ def _check_bits(weight_bits: int, gap_bits: int) -> None:
         raise TfcompressError(f"weight_bits and gap_bits must be in [1, 8], got {weight_bits} and {gap_bits}")
 
 
+def _maybe_tied(layer: keras.layers.Layer, kernel):
+    """``kernel``, with cluster-tied gradients while ``layer.cluster_ids`` is set (trained quantization)."""
+    if getattr(layer, "cluster_ids", None) is None:
+        return kernel
+    from tfcompress.pruning.trained_quantization import tied_kernel
+
+    return tied_kernel(kernel, layer.cluster_ids, 2**layer.weight_bits)
+
+
 @keras.saving.register_keras_serializable(package="tfcompress")
 class SharedConv2D(keras.layers.Conv2D):
     """``Conv2D`` whose kernel is stored Deep-Compression coded in the ``.tflite``.
@@ -39,6 +48,11 @@ class SharedConv2D(keras.layers.Conv2D):
         super().__init__(*args, **kwargs)
         self.weight_bits = int(weight_bits)
         self.gap_bits = int(gap_bits)
+        self.cluster_ids: np.ndarray | None = None  # set while finetuning centroids
+
+    @property
+    def kernel(self):
+        return _maybe_tied(self, super().kernel)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "weight_bits": self.weight_bits, "gap_bits": self.gap_bits}
@@ -53,6 +67,11 @@ class SharedDense(keras.layers.Dense):
         super().__init__(*args, **kwargs)
         self.weight_bits = int(weight_bits)
         self.gap_bits = int(gap_bits)
+        self.cluster_ids: np.ndarray | None = None  # set while finetuning centroids
+
+    @property
+    def kernel(self):
+        return _maybe_tied(self, super().kernel)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "weight_bits": self.weight_bits, "gap_bits": self.gap_bits}
