@@ -56,9 +56,9 @@ def test_distilled_prune_finetune_runs_with_a_backup_folder(image_folder, tmp_pa
 
 
 def test_share_command_finetunes_centroids_and_converts_to_a_coded_file(image_folder, tmp_path, capsys):
-    from tfcompress.convert import to_tflite
     from tflite_run import run_batch
 
+    from tfcompress.convert import to_tflite
     from tfcompress.pruning.layers import shared_layers
 
     source, pruned_path, output = tmp_path / "in.keras", tmp_path / "pruned.keras", tmp_path / "shared.keras"
