@@ -3,13 +3,15 @@
     nice -n 5 .venv/bin/python scripts/make_flowers_dc.py [--sparsity 0.9] [--epochs 1] [--force]
 
 Steps (Han et al. 2016): start from the 80%-pruned model of make_flowers_pruned.py
-(``--start``), prune further to ``--sparsity`` while finetuning, then per-layer k-means
-weight sharing (the fewest of ``--conv-bits`` 8, 6, 5 bits for convolutions that reaches
-``--target-ratio`` x smaller than the float file; ``--dense-bits`` 5 for the classifier) and
-Huffman coding of the shared-weight indices and relative positions in the ``.tflite``,
-decoded once by our ``TfcSparseDecode`` op when the delegate is applied. Top-1 on ``test.txt``, bytes and
+(``--start``), prune further to ``--sparsity`` while finetuning (distilled from ``--teacher``),
+then per-layer k-means weight sharing (the most of ``--conv-bits`` 8, 6, 5, 4 bits for
+convolutions that reaches ``--target-ratio`` x smaller than the float file; ``--dense-bits`` 5
+for the classifier), trained quantization (``--tq-epochs`` of finetuning the shared centroids,
+distilled from the teacher: :mod:`tfcompress.pruning.trained_quantization`) and Huffman
+coding of the shared-weight indices and relative positions in the ``.tflite``, decoded once
+by our ``TfcSparseDecode`` op when the delegate is applied. Top-1 on ``test.txt``, bytes and
 latency at 1 and 2 threads through the runtime with ``libtfcompress_ops.so`` loaded.
-Resumable: the finetuned model is saved under ``--work`` before sharing.
+Resumable: the pruned and the centroid-finetuned models are saved under ``--work``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=0.005)
-    parser.add_argument("--conv-bits", type=int, nargs="+", default=[8, 6, 5])
+    parser.add_argument("--conv-bits", type=int, nargs="+", default=[8, 6, 5, 4])
+    parser.add_argument("--tq-epochs", type=int, default=2, help="epochs finetuning the shared centroids")
+    parser.add_argument("--tq-learning-rate", type=float, default=0.002)
     parser.add_argument("--dense-bits", type=int, default=5)
     parser.add_argument("--target-ratio", type=float, default=30.0)
     parser.add_argument("--limit", type=int, help="images per split (dry runs)")
@@ -50,13 +54,18 @@ def parse_args() -> argparse.Namespace:
 def card(args, bits, counts, float_result, result, rows, seconds) -> str:
     total = rows[-1]
     finetune = f"{args.epochs} more finetuning epoch(s)" if args.epochs else "one shot, no finetune"
+    trained = (
+        f"; then trained quantization: {args.tq_epochs} epoch(s) finetuning the shared centroids, distilled"
+        if args.tq_epochs
+        else ""
+    )
     ratio = float_result["bytes"] / result["bytes"]
     return f"""# {args.name}
 
 Deep Compression (Han et al. 2016) of the flowers ResNet-18 (width 32, 96 px, RGB 0..255 in,
 logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} (from the 80% model of
 `flowers_pruned`, {finetune}), per-layer k-means weight sharing with
-{bits} bits for convolutions and {args.dense_bits} for the classifier, Huffman coding of the
+{bits} bits for convolutions and {args.dense_bits} for the classifier{trained}, Huffman coding of the
 shared-weight indices and of the relative sparse positions (4-bit gaps, filler zeros on
 overflow). Our `TfcSparseDecode` op rebuilds each kernel once, when the op library's delegate
 is applied, into a read-only constant; XNNPACK then runs the convs as in the float model
@@ -94,6 +103,7 @@ def main() -> None:
     from tfcompress.pruning.lowering import encode_for_file
     from tfcompress.pruning.measure import cached_measure, measure_tflite, model_counts
     from tfcompress.pruning.pipeline import prune_and_finetune
+    from tfcompress.pruning.trained_quantization import finetune_centroids
 
     out = Path(args.out_dir)
     paths = output_paths(out, args.name, (".keras", ".tflite", ".md"), args.force)
@@ -108,6 +118,7 @@ def main() -> None:
             None,
             args.sparsity,
             config=FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate),
+            teacher=teacher,
             backup_dir=work / "backup",
             limit=args.limit,
             verbose=2,
@@ -121,6 +132,20 @@ def main() -> None:
         print(f"conv {bits} bits: {len(data):,} B, {float_bytes / len(data):.1f}x smaller", flush=True)
         if float_bytes / len(data) >= args.target_ratio:
             break
+    if args.tq_epochs > 0:
+        compressed = cached_model(
+            work / f"shared_s{args.sparsity}_e{args.epochs}_b{bits}_tq{args.tq_epochs}.keras",
+            lambda: finetune_centroids(
+                compressed,
+                None,
+                FinetuneConfig(epochs=args.tq_epochs, learning_rate=args.tq_learning_rate),
+                teacher=teacher,
+                backup_dir=work / "tq_backup",
+                limit=args.limit,
+                verbose=2,
+            ),
+        )
+        data = to_tflite(compressed)
     with atomic_output(paths[".keras"], args.force) as tmp:
         compressed.save(tmp)
     write_bytes_atomic(paths[".tflite"], data, args.force)

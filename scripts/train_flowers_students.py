@@ -1,20 +1,12 @@
 """Train the flowers students of the distillation benchmark, and ship the seed-0 pair.
 
-Four runs of the same student (ResNet-8, width 16, 96 px) with the same recipe, epochs and
+Four runs of the same student (ResNet-8, width 16, 128 px: the teacher's input size) with the same recipe, epochs and
 augmentation (:mod:`tfcompress.training`; 30 epochs, mixup 0.2: a distilled student gets the
 teacher's soft targets for the very mixed image it sees): two from scratch (seeds 0 and 1) and two
 distilled from the float teacher ``models/flowers_float.keras`` (seeds 0 and 1,
 temperature 4, hard-loss weight alpha 0.1, :func:`tfcompress.distill.distill`). Each run
 writes ``models/.work/distill/<run>.keras`` and is skipped when that file exists; an
 interrupted run resumes from ``models/.work/distill/<run>_backup``. Run it again to resume.
-
-The float teacher's own training is long on a shared machine; ``--snapshot-teacher`` saves
-the teacher as it stands in its resumable backup (``models/.work/float_backup``, after
-epoch N) to ``models/.work/distill/teacher_eN.keras``; ``--anneal-epochs K`` then finishes
-that snapshot with K epochs of the same recipe at a small learning rate (cosine from 0.005
-to 0: a mid-schedule snapshot at a high learning rate is a noisy teacher), written as
-``teacher_eN_annealK.keras``. ``--teacher`` picks the teacher of the distilled runs (the one
-used is written beside each run as ``<run>.teacher``).
 
     nice -n 5 .venv/bin/python scripts/train_flowers_students.py --runs scratch
     nice -n 5 .venv/bin/python scripts/train_flowers_students.py --runs kd [--teacher T.keras]
@@ -28,14 +20,12 @@ ResNet-8 w32 0.51 s/step; a teacher forward pass costs another 0.28 s/step.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 WORK = Path("models/.work/distill")
 TEACHER = Path("models/flowers_float.keras")
-TEACHER_BACKUP = Path("models/.work/float_backup")
-STUDENT = {"model": "resnet8", "width": 16, "image_size": 96, "mixup": 0.2}
+STUDENT = {"model": "resnet8", "width": 16, "image_size": 128, "mixup": 0.2}
 EPOCHS = 30
 TEMPERATURE = 4.0
 ALPHA = 0.1
@@ -53,47 +43,6 @@ def run_scratch(seed: int) -> None:
         return
     config = TrainConfig(**STUDENT, epochs=EPOCHS, seed=seed)
     train(output, config=config, backup_dir=WORK / f"scratch_s{seed}_backup", verbose=2)
-
-
-def snapshot_teacher() -> Path:
-    """Save the float teacher as it stands in its training backup as ``teacher_e<epoch>.keras``."""
-    from tfcompress.models import build_model
-
-    epoch = json.loads((TEACHER_BACKUP / "training_metadata.json").read_text())["epoch"]
-    weights = WORK / "teacher_snapshot.weights.h5"
-    shutil.copyfile(TEACHER_BACKUP / "latest.weights.h5", weights)
-    teacher = build_model("resnet18", num_classes=5, image_size=96, width=32)
-    teacher.load_weights(weights)
-    output = WORK / f"teacher_e{epoch}.keras"
-    teacher.save(output)
-    print(f"wrote {output} (float teacher after {epoch} of its 80 epochs)")
-    return output
-
-
-def anneal_teacher(snapshot: Path, epochs: int) -> Path:
-    """Finish a teacher snapshot: ``epochs`` epochs of the recipe with the learning rate cosine-decayed from 0.005."""
-    import keras
-    import tensorflow as tf
-
-    from tfcompress.convert import load_keras_model
-    from tfcompress.data import load_split, make_dataset
-    from tfcompress.training import TrainConfig, compile_for_training
-
-    output = WORK / f"{snapshot.stem}_anneal{epochs}.keras"
-    if output.exists():
-        print(f"{output} exists, skipping")
-        return output
-    keras.utils.set_random_seed(0)
-    config = TrainConfig(model="resnet18", width=32, image_size=96, epochs=epochs, learning_rate=0.005, warmup_epochs=0)
-    train_set = load_split(None, "train", config.image_size)
-    steps = len(train_set) // config.batch_size
-    teacher = load_keras_model(snapshot)
-    compile_for_training(teacher, config, steps)
-    data = make_dataset(train_set, config.batch_size, training=True).map(lambda x, y: (x, tf.one_hot(y, 5)))
-    teacher.fit(data, epochs=epochs, verbose=2)
-    teacher.save(output)
-    print(f"wrote {output}")
-    return output
 
 
 def distilled_run_name(seed: int, temperature: float = TEMPERATURE, alpha: float = ALPHA) -> str:
@@ -135,18 +84,12 @@ def main() -> None:
     parser.add_argument("--runs", choices=["scratch", "kd", "all", "none"], default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--teacher", type=Path, default=TEACHER, help="teacher of the distilled runs")
-    parser.add_argument("--snapshot-teacher", action="store_true", help="save the teacher's training backup first")
     parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="of the distilled runs (ablation)")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="label weight of the distilled runs (ablation)")
-    parser.add_argument("--anneal-epochs", type=int, default=0, help="finish the snapshot with K low-lr epochs")
     parser.add_argument("--ship", action="store_true", help="copy + convert the seed-0 students into models/")
     parser.add_argument("--force", action="store_true", help="overwrite shipped files")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    if args.snapshot_teacher:
-        args.teacher = snapshot_teacher()
-    if args.anneal_epochs:
-        args.teacher = anneal_teacher(args.teacher, args.anneal_epochs)
     for seed in args.seeds:
         if args.runs in ("scratch", "all"):
             run_scratch(seed)
