@@ -262,11 +262,11 @@ def main() -> None:
         print(markdown(result))
     if args.cards:
         commands = {
-            "scratch_s0": "tfcompress train --model resnet8 --width 16 --image-size 96 --epochs "
+            "scratch_s0": f"tfcompress train --model resnet8 --width 16 --image-size {STUDENT['image_size']} --epochs "
             f"{EPOCHS} --mixup {STUDENT['mixup']} --seed 0 -o flowers_student.keras",
             "kd_s0": "tfcompress distill --teacher models/flowers_float.keras --student resnet8 --width 16 "
-            f"--image-size 96 --epochs {EPOCHS} --mixup {STUDENT['mixup']} --temperature {TEMPERATURE} "
-            f"--alpha {ALPHA} --seed 0 "
+            f"--image-size {STUDENT['image_size']} --epochs {EPOCHS} --mixup {STUDENT['mixup']} "
+            f"--temperature {TEMPERATURE} --alpha {ALPHA} --seed 0 "
             "-o flowers_student_kd.keras",
         }
         for run, name in SHIPPED.items():

@@ -274,7 +274,8 @@ def part_latency(teacher, args) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["# Low-rank factorization on the flowers ResNet-18 (width 32, 96 px)", ""]
+    size = results.get("image_size", "?")
+    lines = [f"# Low-rank factorization on the flowers ResNet-18 (width 32, {size} px)", ""]
     shipped = results.get("shipped")
     if shipped:
         lines += [
@@ -369,6 +370,7 @@ def main() -> None:
         # Re-read before writing: another part may have been written meanwhile by another run.
         results = json.loads(json_path.read_text()) if json_path.is_file() else {}
         results[part] = value
+        results["image_size"] = int(teacher.inputs[0].shape[1])
         write_text_atomic(json_path, json.dumps(results, indent=1) + "\n", force=True)
         write_text_atomic(args.results / "lowrank.md", markdown(results), force=True)
     print(markdown(results))

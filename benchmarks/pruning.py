@@ -159,10 +159,10 @@ def measure(path: Path, repeats: int, runs: int) -> dict:
     return row
 
 
-def markdown(rows: dict[str, dict], counts: dict[str, dict], tfmot_info: dict) -> str:
+def markdown(rows: dict[str, dict], counts: dict[str, dict], tfmot_info: dict, image_size: int) -> str:
     float_row = rows["float"]
     lines = [
-        "# Pruning on the flowers ResNet-18 (width 32, 96 px)",
+        f"# Pruning on the flowers ResNet-18 (width 32, {image_size} px)",
         "",
         "Reproduce: `nice -n 5 .venv/bin/python benchmarks/pruning.py` after scripts/make_flowers_*.py.",
         "Top-1 on flowers5 test.txt through the TFLite runtime; latency is batch 1, the median over repeated runs,",
@@ -227,8 +227,10 @@ def main() -> None:
     results = Path(args.results)
     summary = {"rows": rows, "counts": counts, "tfmot": tfmot_info, "repeats": args.repeats, "runs": args.runs}
     write_text_atomic(results / "pruning.json", json.dumps(summary, indent=2) + "\n", force=True)
-    write_text_atomic(results / "pruning.md", markdown(rows, counts, tfmot_info), force=True)
-    print(markdown(rows, counts, tfmot_info))
+    write_text_atomic(
+        results / "pruning.md", markdown(rows, counts, tfmot_info, int(teacher.inputs[0].shape[1])), force=True
+    )
+    print(markdown(rows, counts, tfmot_info, int(teacher.inputs[0].shape[1])))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def card(args, bits, counts, float_result, result, rows, seconds) -> str:
+def card(args, image_size, bits, counts, float_result, result, rows, seconds) -> str:
     total = rows[-1]
     finetune = f"{args.epochs} more finetuning epoch(s)" if args.epochs else "one shot, no finetune"
     trained = (
@@ -62,7 +62,7 @@ def card(args, bits, counts, float_result, result, rows, seconds) -> str:
     ratio = float_result["bytes"] / result["bytes"]
     return f"""# {args.name}
 
-Deep Compression (Han et al. 2016) of the flowers ResNet-18 (width 32, 96 px, RGB 0..255 in,
+Deep Compression (Han et al. 2016) of the flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in,
 logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} (from the 80% model of
 `flowers_pruned`, {finetune}), per-layer k-means weight sharing with
 {bits} bits for convolutions and {args.dense_bits} for the classifier{trained}, Huffman coding of the
@@ -111,6 +111,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     teacher = load_keras_model(args.teacher)
+    image_size = int(teacher.inputs[0].shape[1])
     pruned = cached_model(
         work / f"pruned_s{args.sparsity}_e{args.epochs}.keras",
         lambda: prune_and_finetune(
@@ -161,7 +162,9 @@ def main() -> None:
     summary = {"float": float_result, "dc": result, "conv_bits": bits, "counts": counts, "layers": rows}
     write_text_atomic(work / "results.json", json.dumps(summary, indent=2), force=True)
     write_text_atomic(
-        paths[".md"], card(args, bits, counts, float_result, result, rows, time.time() - start), args.force
+        paths[".md"],
+        card(args, image_size, bits, counts, float_result, result, rows, time.time() - start),
+        args.force,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "layers"}, indent=2))
 

@@ -79,10 +79,10 @@ def search(teacher, ratio: float, method: str, work: Path = WORK, eval_images: i
     )
 
 
-def card(result, evals: dict, command: str, costs: dict) -> str:
+def card(result, evals: dict, command: str, costs: dict, image_size: int) -> str:
     """The model card: how it was made, and what was measured through the runtime."""
     lines = [
-        "# flowers_lowrank: Tucker-2 factorized ResNet-18 (width 32, 96 px) for flowers5",
+        f"# flowers_lowrank: Tucker-2 factorized ResNet-18 (width 32, {image_size} px) for flowers5",
         "",
         "Made by (resumable; state in models/.work/lowrank/):",
         "",
@@ -183,7 +183,7 @@ def main() -> None:
         f"--method {args.method} --epochs {args.epochs} --learning-rate {args.learning_rate:g} "
         f"--eval-images {args.eval_images}"
     )
-    text = card(result, evals, command, costs)
+    text = card(result, evals, command, costs, teacher.inputs[0].shape[1])
     write_text_atomic(out.parent / (out.name + ".md"), text, force=args.force)
     print(text)
 

@@ -56,7 +56,7 @@ def float_tflite(teacher, work: Path) -> Path:
     return path
 
 
-def card(args, counts_before, counts_after, float_result, result, seconds) -> str:
+def card(args, image_size, counts_before, counts_after, float_result, result, seconds) -> str:
     command = invoked_command("scripts/make_flowers_pruned.py")
     finetune = (
         f"finetuned {args.epochs} epochs (polynomial schedule, SGD 0.01 cosine"
@@ -69,7 +69,7 @@ def card(args, counts_before, counts_after, float_result, result, seconds) -> st
     after = f"{counts_after['params']:,} ({counts_after['nonzero_params']:,})"
     return f"""# {args.name}
 
-The flowers ResNet-18 (width 32, 96 px, RGB 0..255 in, logits out) with {args.sparsity:.0%} of its
+The flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in, logits out) with {args.sparsity:.0%} of its
 Conv/Dense weights pruned by magnitude (per layer), {finetune},
 stripped to plain Keras layers, converted with TFLite's `EXPERIMENTAL_SPARSITY` (stock runtime, no custom op).
 
@@ -104,6 +104,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     teacher = load_keras_model(args.teacher)
+    image_size = int(teacher.inputs[0].shape[1])
     pruned = cached_model(
         work / f"pruned_s{args.sparsity}_e{args.epochs}.keras",
         lambda: prune_and_finetune(
@@ -126,7 +127,9 @@ def main() -> None:
     summary = {"float": float_result, "pruned": result, "before": counts_before, "after": counts_after}
     write_text_atomic(work / "results.json", json.dumps(summary, indent=2), force=True)
     write_text_atomic(
-        paths[".md"], card(args, counts_before, counts_after, float_result, result, time.time() - start), args.force
+        paths[".md"],
+        card(args, image_size, counts_before, counts_after, float_result, result, time.time() - start),
+        args.force,
     )
     print(json.dumps(summary, indent=2))
 

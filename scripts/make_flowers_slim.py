@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def card(args, before, after, float_result, result, report, seconds) -> str:
+def card(args, image_size, before, after, float_result, result, report, seconds) -> str:
     command = invoked_command("scripts/make_flowers_slim.py")
     finetune = (
         f"finetuned {args.epochs} epochs" if args.epochs else "NOT finetuned (CPU was scarce; rerun with --epochs)"
@@ -53,7 +53,7 @@ def card(args, before, after, float_result, result, report, seconds) -> str:
     speed2 = float_result["latency_ms_2t"] / result["latency_ms_2t"]
     return f"""# {args.name}
 
-The flowers ResNet-18 (width 32, 96 px, RGB 0..255 in, logits out) thinned by Network Slimming
+The flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in, logits out) thinned by Network Slimming
 (Liu et al. 2017): {args.penalty_epochs} epochs with L1 {args.l1:g} on BatchNorm gamma
 (0: the trained gammas as they are), one global
 |gamma| threshold ({report.threshold:.3g}) removing {report.removed_channels} of {report.total_channels}
@@ -94,6 +94,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     teacher = load_keras_model(args.teacher)
+    image_size = int(teacher.inputs[0].shape[1])
     size = int(teacher.inputs[0].shape[1])
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate)
     distill_from = teacher if args.distill else None
@@ -149,7 +150,9 @@ def main() -> None:
     }
     write_text_atomic(work / "results.json", json.dumps(summary, indent=2), force=True)
     write_text_atomic(
-        paths[".md"], card(args, before, after, float_result, result, report, time.time() - start), args.force
+        paths[".md"],
+        card(args, image_size, before, after, float_result, result, report, time.time() - start),
+        args.force,
     )
     print(json.dumps(summary, indent=2))
 
