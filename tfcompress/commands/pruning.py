@@ -37,6 +37,17 @@ def _teacher(args: argparse.Namespace, model):
     return copy_model(model)
 
 
+def _finetune_options(args: argparse.Namespace, model) -> dict:
+    """The finetuning keyword arguments every subcommand here passes on (config, teacher, devices, ...)."""
+    return {
+        "config": _finetune_config(args),
+        "teacher": _teacher(args, model),
+        "devices": args.devices,
+        "backup_dir": args.backup_dir,
+        "limit": args.limit,
+    }
+
+
 def _save(model, args: argparse.Namespace) -> None:
     from tfcompress.fileio import atomic_output
 
@@ -64,12 +75,8 @@ def _prune(args: argparse.Namespace) -> None:
         args.sparsity,
         schedule=args.schedule,
         granularity=args.granularity,
-        config=_finetune_config(args),
-        teacher=_teacher(args, model),
         exclude=exclude,
-        devices=args.devices,
-        backup_dir=args.backup_dir,
-        limit=args.limit,
+        **_finetune_options(args, model),
     )
     _save(pruned, args)
     print(f"wrote {args.output} (sparsity of the pruned kernels {sparsity(pruned, only_pruned=False):.1%})")
@@ -91,11 +98,7 @@ def _slim(args: argparse.Namespace) -> None:
         args.ratio,
         l1=args.l1,
         penalty_epochs=args.penalty_epochs,
-        config=_finetune_config(args),
-        teacher=_teacher(args, model),
-        devices=args.devices,
-        backup_dir=args.backup_dir,
-        limit=args.limit,
+        **_finetune_options(args, model),
     )
     _save(thin, args)
     print(
@@ -115,15 +118,7 @@ def _share(args: argparse.Namespace) -> None:
     model = load_keras_model(args.model)
     shared = deep_compress(model, conv_bits=args.conv_bits, dense_bits=args.dense_bits)
     if args.epochs > 0:
-        shared = finetune_centroids(
-            shared,
-            args.data,
-            _finetune_config(args),
-            teacher=_teacher(args, model),
-            devices=args.devices,
-            backup_dir=args.backup_dir,
-            limit=args.limit,
-        )
+        shared = finetune_centroids(shared, args.data, **_finetune_options(args, model))
     _save(shared, args)
     print(
         f"wrote {args.output}: {args.conv_bits}-bit convolutions, {args.dense_bits}-bit dense layers"
