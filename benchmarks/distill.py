@@ -26,7 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_flowers_students import ALPHA, EPOCHS, SEEDS, SHIPPED, STUDENT, TEMPERATURE, WORK  # noqa: E402
+from train_flowers_students import (  # noqa: E402
+    ALPHA,
+    EPOCHS,
+    SEEDS,
+    SHIPPED,
+    STUDENT,
+    TEACHER_PRECISION,
+    TEMPERATURE,
+    WORK,
+)
 
 from tfcompress.convert import convert  # noqa: E402
 from tfcompress.data import load_split  # noqa: E402
@@ -266,7 +275,7 @@ def main() -> None:
             f"{EPOCHS} --mixup {STUDENT['mixup']} --seed 0 -o flowers_student.keras",
             "kd_s0": "tfcompress distill --teacher models/flowers_float.keras --student resnet8 --width 16 "
             f"--image-size {STUDENT['image_size']} --epochs {EPOCHS} --mixup {STUDENT['mixup']} "
-            f"--temperature {TEMPERATURE} --alpha {ALPHA} --seed 0 "
+            f"--temperature {TEMPERATURE} --alpha {ALPHA} --teacher-precision {TEACHER_PRECISION} --seed 0 "
             "-o flowers_student_kd.keras",
         }
         for run, name in SHIPPED.items():

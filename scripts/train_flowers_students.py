@@ -4,7 +4,8 @@ Four runs of the same student (ResNet-8, width 16, 128 px: the teacher's input s
 augmentation (:mod:`tfcompress.training`; 30 epochs, mixup 0.2: a distilled student gets the
 teacher's soft targets for the very mixed image it sees): two from scratch (seeds 0 and 1) and two
 distilled from the float teacher ``models/flowers_float.keras`` (seeds 0 and 1,
-temperature 4, hard-loss weight alpha 0.1, :func:`tfcompress.distill.distill`). Each run
+temperature 4, hard-loss weight alpha 0.1, the teacher's forward pass in bfloat16,
+:func:`tfcompress.distill.distill`). Each run
 writes ``models/.work/distill/<run>.keras`` and is skipped when that file exists; an
 interrupted run resumes from ``models/.work/distill/<run>_backup``. Run it again to resume.
 
@@ -30,6 +31,7 @@ EPOCHS = 30
 TEMPERATURE = 4.0
 ALPHA = 0.1
 SEEDS = (0, 1)
+TEACHER_PRECISION = "mixed_bfloat16"  # the teacher only infers: bfloat16 makes its forward pass 1.6x faster
 SHIPPED = {"scratch_s0": "flowers_student", "kd_s0": "flowers_student_kd"}
 
 
@@ -62,7 +64,9 @@ def run_distilled(seed: int, teacher: Path, temperature: float = TEMPERATURE, al
         print(f"{output} exists, skipping")
         return
     (WORK / f"{name}.teacher").write_text(f"{teacher}\n")
-    config = DistillConfig(**STUDENT, epochs=EPOCHS, seed=seed, temperature=temperature, alpha=alpha)
+    config = DistillConfig(
+        **STUDENT, epochs=EPOCHS, seed=seed, temperature=temperature, alpha=alpha, teacher_precision=TEACHER_PRECISION
+    )
     distill(output, teacher, config=config, backup_dir=WORK / f"{name}_backup", verbose=2)
 
 

@@ -29,6 +29,36 @@ def test_train_updates_the_weights(image_folder, tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(initial, trained, strict=True))
 
 
+def test_mixed_bfloat16_training_saves_a_float32_model_and_restores_the_policy(image_folder, tmp_path):
+    from dataclasses import replace
+
+    output = tmp_path / "bf16.keras"
+    model = train(output, image_folder, replace(TINY, precision="mixed_bfloat16"), verbose=0)
+    assert keras.config.dtype_policy().name == "float32"
+    loaded = keras.models.load_model(output)
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    x = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(TfcompressError, match="unknown precision 'float8'"):
+        train(tmp_path / "x.keras", image_folder, replace(TINY, precision="float8"), verbose=0)
+
+
+def test_with_precision_copies_weights_and_keeps_float32_logits():
+    from tfcompress.models import build_model
+    from tfcompress.training import with_precision
+
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet8", num_classes=3, image_size=16, width=8)
+    half = with_precision(model, "mixed_bfloat16")
+    assert half.layers[-1].compute_dtype == "float32"
+    assert half.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}  # the input is not changed
+    x = np.random.default_rng(1).uniform(0, 255, (8, 16, 16, 3)).astype(np.float32)
+    full, low = model.predict(x, verbose=0), half.predict(x, verbose=0)
+    assert low.dtype == np.float32
+    np.testing.assert_allclose(low, full, atol=0.05 * np.abs(full).max() + 1e-3)
+
+
 def test_train_refuses_to_overwrite_without_force(image_folder, tmp_path):
     output = tmp_path / "exists.keras"
     output.write_text("precious")

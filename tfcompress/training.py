@@ -67,6 +67,29 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
+def with_precision(model: keras.Model, name: str) -> keras.Model:
+    """A copy of the functional ``model`` computing under the dtype policy ``name``, same weights.
+
+    The layers that produce the model's outputs stay ``float32`` (logits in full precision, as
+    mixed-precision training recommends). Used to run a teacher in bfloat16 while it only
+    infers (:class:`tfcompress.distill.DistillConfig` ``teacher_precision``).
+
+    Raises:
+        TfcompressError: ``name`` is not one of :data:`PRECISIONS`.
+    """
+    if name not in PRECISIONS:
+        raise TfcompressError(f"unknown precision {name!r}; available: {', '.join(PRECISIONS)}")
+    output_layers = {tensor._keras_history.operation.name for tensor in model.outputs}
+
+    def recast(layer: keras.layers.Layer) -> keras.layers.Layer:
+        policy = "float32" if layer.name in output_layers else name
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    copy = keras.models.clone_model(model, clone_function=recast)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """SGD + Nesterov with warm-up and cosine decay; no weight decay on BN and biases."""
     warmup = config.warmup_epochs * steps_per_epoch
