@@ -40,6 +40,9 @@ def test_bad_options_print_one_line_errors(image_folder, tmp_path, capsys):
     assert "does not divide its input dimension" in capsys.readouterr().err
     assert main(["slim", str(source), "--data", str(image_folder), "--ratio", "1.5", "-o", out]) == 2
     assert "--ratio must be in [0, 1)" in capsys.readouterr().err
+    bad_alpha = ["prune", str(source), "--data", str(image_folder), "--sparsity", "0.5", "--distill", "--alpha", "1.5"]
+    assert main([*bad_alpha, "-o", out]) == 2
+    assert "alpha (the hard-loss weight) must be in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_distilled_prune_finetune_runs_with_a_backup_folder(image_folder, tmp_path):
@@ -67,7 +70,7 @@ def test_share_command_finetunes_centroids_and_converts_to_a_coded_file(image_fo
                  "-o", str(pruned_path)]) == 0  # fmt: skip
     status = main(
         ["share", str(pruned_path), "--data", str(image_folder), "--conv-bits", "4", "--dense-bits", "3",
-         "--epochs", "1", "--batch-size", "4", "--distill", "-o", str(output)]
+         "--epochs", "1", "--batch-size", "4", "--distill", "--alpha", "0", "--temperature", "2", "-o", str(output)]
     )  # fmt: skip
     assert status == 0
     assert "centroids finetuned 1 epoch(s)" in capsys.readouterr().out

@@ -21,7 +21,12 @@ def _finetune_config(args: argparse.Namespace):
     from tfcompress.pruning.finetune import FinetuneConfig
 
     return FinetuneConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        temperature=args.temperature,
+        alpha=args.alpha,
     )
 
 
@@ -135,6 +140,10 @@ def _common(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.01, help="initial finetuning rate (cosine decay)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--distill", action="store_true", help="distil from the input model while finetuning")
+    parser.add_argument("--temperature", type=float, default=4.0, help="soft-target temperature T with --distill")
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="label-loss weight with --distill; 1 - alpha weighs the soft targets"
+    )
     parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
     parser.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
     parser.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
