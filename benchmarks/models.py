@@ -142,6 +142,7 @@ def measure(args: argparse.Namespace, command: str) -> dict:
         row = rows[path.name]
         classifier = classifiers.get((path.name, 1)) or TFLiteClassifier(path, 1)
         size = int(classifier.input["shape"][1])
+        row["input_size"] = size
         if not args.skip_accuracy:
             if size not in images:
                 images[size] = load_split(args.data, "test", size)
@@ -189,7 +190,7 @@ def markdown(result: dict) -> str:
     threads = [str(t) for t in result["threads"]]
     speed_threads = "1" if "1" in threads else threads[0]
     base = rows.get(BASELINE)
-    head = ["model", "custom ops", "top-1", "bytes", "x smaller than float"]
+    head = ["model", "custom ops", "input px", "top-1", "bytes", "x smaller than float"]
     head += [f"ms {t} thread{'s' * (t != '1')} (p90)" for t in threads] + [
         f"speed-up vs float at {speed_threads} thread{'s' * (speed_threads != '1')}"
     ]
@@ -202,20 +203,25 @@ def markdown(result: dict) -> str:
         f"batch 1, {result['rounds']} interleaved rounds x {result['runs']} calls of every model and thread "
         "count; median of the round medians (90th percentile of all calls). Load average (1, 5, 15 min) "
         f"before / after the timing: {result['load_before']} / {result['load_after']}: compare rows of this "
-        "run, not absolute numbers across runs.",
+        "run, not absolute numbers across runs. Speed-ups are against the float model of the same input size "
+        "only.",
         "",
         "| " + " | ".join(head) + " |",
         "|---|---|" + "---:|" * (len(head) - 2),
     ]
     for name, row in rows.items():
         accuracy = f"{100 * row['top1']:.2f}%" if row.get("top1") is not None else "-"
-        cells = [f"`{name}`", ", ".join(row["custom_ops"]) or "-", accuracy, f"{row['bytes']:,}"]
+        size = row.get("input_size")
+        cells = [f"`{name}`", ", ".join(row["custom_ops"]) or "-", str(size or "?"), accuracy, f"{row['bytes']:,}"]
         cells.append(_ratio(base["bytes"], row["bytes"]) if base else "-")
         for t in threads:
             lat = row["latency"][t]
             cells.append(f"{lat['ms_median']:.2f} ({lat['ms_p90']:.2f})")
         reference = base["latency"][speed_threads]["ms_median"] if base else None
-        cells.append(_ratio(reference, row["latency"][speed_threads]["ms_median"]))
+        if base and size != base.get("input_size"):
+            cells.append(f"- (input {size} px, float {base.get('input_size')} px)")
+        else:
+            cells.append(_ratio(reference, row["latency"][speed_threads]["ms_median"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

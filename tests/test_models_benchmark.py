@@ -35,9 +35,9 @@ SPEC.loader.exec_module(benchmark)
 LABELS = ["class2", "class0", "class1"]  # not the folders' order: output i is LABELS[i]
 
 
-def _tiny_tflite(seed: int) -> bytes:
+def _tiny_tflite(seed: int, size: int = 16) -> bytes:
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((16, 16, 3))
+    inputs = keras.Input((size, size, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -98,7 +98,14 @@ def test_benchmark_measures_every_model_at_each_thread_count(tmp_path, models_di
             assert len(latency["round_medians"]) == 2
             assert 0 < latency["ms_min"] <= latency["ms_median"] <= latency["ms_max"]
     table = (out / "models.md").read_text()
-    assert "| `flowers_float.tflite` | - |" in table and "| 1.00x |" in table
+    assert "| `flowers_float.tflite` | - | 16 |" in table and "| 1.00x |" in table
+    assert all(row["input_size"] == 16 for row in result["models"].values())
+
+    (models_dir / "flowers_c.tflite").write_bytes(_tiny_tflite(2, size=12))  # another input size
+    benchmark.main([*args, "--rounds", "1", "--runs", "1", "--threads", "1", "--skip-accuracy"])
+    table = (out / "models.md").read_text()
+    assert "| - (input 12 px, float 16 px) |" in table  # no speed-up against a float of another size
+    (models_dir / "flowers_c.tflite").unlink()
 
     benchmark.main(
         [*args, "--rounds", "1", "--runs", "1", "--models", "flowers_b", "--threads", "1", "--skip-accuracy"]
