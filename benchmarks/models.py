@@ -22,8 +22,10 @@ rows of one run, not absolute numbers across runs.
 JSON: the conditions (``date``, ``cpu``, ``cpus``, ``runtime``, ``runtime_version``, ``load_before``,
 ``load_after``, ``rounds``, ``runs``, ``threads``, ``command``) and ``models``: per file name its
 ``bytes``, ``sha256``, ``custom_ops``, ``top1`` (a fraction; absent with ``--skip-accuracy``),
-``images`` and ``latency`` per thread count (``ms_median``, ``ms_p90``, ``ms_min`` / ``ms_max`` of
-the round medians, ``round_medians``).
+``images``, ``vs_float`` (the paired top-1 difference to ``flowers_float.tflite`` of the same input
+size on the same images, with its 95% interval and McNemar p-value: :mod:`tfcompress.paired`) and
+``latency`` per thread count (``ms_median``, ``ms_p90``, ``ms_min`` / ``ms_max`` of the round
+medians, ``round_medians``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from tfcompress.data import ImageSet, load_split, resolve_data_dir  # noqa: E402
 from tfcompress.evaluate import TFLiteClassifier  # noqa: E402
 from tfcompress.fileio import write_text_atomic  # noqa: E402
 from tfcompress.latency import interleaved_latency  # noqa: E402
+from tfcompress.paired import paired_difference  # noqa: E402
 from tfcompress.runtime import custom_op_names, ops_library_path  # noqa: E402
 
 BASELINE = "flowers_float.tflite"
@@ -98,13 +101,13 @@ def describe(path: Path) -> dict:
     }
 
 
-def top1(classifier: TFLiteClassifier, data, labels: list[str]) -> float:
-    """Top-1 of ``classifier`` on ``data`` (an :class:`~tfcompress.data.ImageSet`), output i = ``labels[i]``."""
+def correct(classifier: TFLiteClassifier, data, labels: list[str]) -> np.ndarray:
+    """Per image of ``data`` (an :class:`~tfcompress.data.ImageSet`): is the top-1 right (output i = ``labels[i]``)."""
     missing = sorted(set(data.class_names) - set(labels))
     if missing:
         raise SystemExit(f"classes {', '.join(missing)} of the data are not in labels.txt ({', '.join(labels)})")
     truth = np.array([labels.index(data.class_names[label]) for label in data.labels])
-    return float(np.mean(classifier.predict(data.images).argmax(axis=1) == truth))
+    return classifier.predict(data.images).argmax(axis=1) == truth
 
 
 def environment(runtime: str) -> dict:
@@ -137,6 +140,7 @@ def measure(args: argparse.Namespace, command: str) -> dict:
     classifiers = {(p.name, t): TFLiteClassifier(p, t) for p in paths for t in args.threads}
     rows = {p.name: describe(p) for p in paths}
     images: dict[int, ImageSet] = {}
+    hits: dict[str, np.ndarray] = {}
     inputs = {}
     for path in paths:
         row = rows[path.name]
@@ -146,13 +150,18 @@ def measure(args: argparse.Namespace, command: str) -> dict:
         if not args.skip_accuracy:
             if size not in images:
                 images[size] = load_split(args.data, "test", size)
-            row["top1"] = top1(classifier, images[size], labels)
+            hits[path.name] = correct(classifier, images[size], labels)
+            row["top1"] = float(np.mean(hits[path.name]))
             row["images"] = len(images[size])
             print(f"{path.name}: top-1 {100 * row['top1']:.2f}% on {row['images']} images", flush=True)
         image = np.random.default_rng(0).uniform(0, 255, (size, size, 3))
         for threads in args.threads:
             inputs[(path.name, threads)] = classifiers[(path.name, threads)].prepare(image)
         row["latency"] = {}
+    if BASELINE in hits:
+        for name, row in rows.items():
+            if name in hits and row["input_size"] == rows[BASELINE]["input_size"]:
+                row["vs_float"] = paired_difference(hits[name], hits[BASELINE]).to_dict()
     load_before = [round(x, 2) for x in os.getloadavg()]
     latency = interleaved_latency(
         {key: (lambda c=c, x=inputs[key]: c.run(x)) for key, c in classifiers.items()},
@@ -184,13 +193,22 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}x" if value and reference else "-"
 
 
+def _versus(row: dict) -> str:
+    """``-1.54 [-2.9, -0.2]``: the paired top-1 difference to the float model and its interval."""
+    pair = row.get("vs_float")
+    if not pair:
+        return "-"
+    return f"{pair['points']:+.2f} [{pair['low']:+.1f}, {pair['high']:+.1f}]"
+
+
 def markdown(result: dict) -> str:
     """The ``models.md`` table (and the conditions it was measured under)."""
     rows = result["models"]
     threads = [str(t) for t in result["threads"]]
     speed_threads = "1" if "1" in threads else threads[0]
     base = rows.get(BASELINE)
-    head = ["model", "custom ops", "input px", "top-1", "bytes", "x smaller than float"]
+    head = ["model", "custom ops", "input px", "top-1", "top-1 vs float, points (95% CI)", "bytes"]
+    head.append("x smaller than float")
     head += [f"ms {t} thread{'s' * (t != '1')} (p90)" for t in threads] + [
         f"speed-up vs float at {speed_threads} thread{'s' * (speed_threads != '1')}"
     ]
@@ -203,8 +221,9 @@ def markdown(result: dict) -> str:
         f"batch 1, {result['rounds']} interleaved rounds x {result['runs']} calls of every model and thread "
         "count; median of the round medians (90th percentile of all calls). Load average (1, 5, 15 min) "
         f"before / after the timing: {result['load_before']} / {result['load_after']}: compare rows of this "
-        "run, not absolute numbers across runs. Speed-ups are against the float model of the same input size "
-        "only.",
+        "run, not absolute numbers across runs. Speed-ups and top-1 differences are against the float model of "
+        "the same input size only; the difference is paired (same images), with its 95% interval "
+        "(`tfcompress.paired`).",
         "",
         "| " + " | ".join(head) + " |",
         "|---|---|" + "---:|" * (len(head) - 2),
@@ -212,7 +231,8 @@ def markdown(result: dict) -> str:
     for name, row in rows.items():
         accuracy = f"{100 * row['top1']:.2f}%" if row.get("top1") is not None else "-"
         size = row.get("input_size")
-        cells = [f"`{name}`", ", ".join(row["custom_ops"]) or "-", str(size or "?"), accuracy, f"{row['bytes']:,}"]
+        cells = [f"`{name}`", ", ".join(row["custom_ops"]) or "-", str(size or "?"), accuracy, _versus(row)]
+        cells.append(f"{row['bytes']:,}")
         cells.append(_ratio(base["bytes"], row["bytes"]) if base else "-")
         for t in threads:
             lat = row["latency"][t]

@@ -22,6 +22,7 @@ from tfcompress.convert import to_tflite
 from tfcompress.data import load_split
 from tfcompress.evaluate import TFLiteClassifier
 from tfcompress.latency import interleaved_latency, round_order
+from tfcompress.paired import paired_difference
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -100,6 +101,14 @@ def test_benchmark_measures_every_model_at_each_thread_count(tmp_path, models_di
     table = (out / "models.md").read_text()
     assert "| `flowers_float.tflite` | - | 16 |" in table and "| 1.00x |" in table
     assert all(row["input_size"] == 16 for row in result["models"].values())
+    truth_hits = {}
+    for name in result["models"]:
+        predicted = TFLiteClassifier(models_dir / name).predict(data.images).argmax(axis=1)
+        truth_hits[name] = predicted == truth
+    expected = paired_difference(truth_hits["flowers_b.tflite"], truth_hits["flowers_float.tflite"])
+    assert result["models"]["flowers_b.tflite"]["vs_float"] == pytest.approx(expected.to_dict())
+    assert result["models"]["flowers_float.tflite"]["vs_float"]["points"] == 0.0
+    assert f"| {expected.points:+.2f} [{expected.low:+.1f}, {expected.high:+.1f}] |" in table
 
     (models_dir / "flowers_c.tflite").write_bytes(_tiny_tflite(2, size=12))  # another input size
     benchmark.main([*args, "--rounds", "1", "--runs", "1", "--threads", "1", "--skip-accuracy"])
