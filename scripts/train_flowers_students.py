@@ -1,11 +1,13 @@
 """Train the flowers students of the distillation benchmark, and ship the seed-0 pair.
 
-Four runs of the same student (ResNet-8, width 16, 128 px: the teacher's input size) with the same recipe, epochs and
+Four runs of the same student (ResNet-8, width 16, 96 px) with the same recipe, epochs and
 augmentation (:mod:`tfcompress.training`; 30 epochs, mixup 0.2: a distilled student gets the
 teacher's soft targets for the very mixed image it sees): two from scratch (seeds 0 and 1) and two
 distilled from the float teacher ``models/flowers_float.keras`` (seeds 0 and 1,
 temperature 4, hard-loss weight alpha 0.1, the teacher's forward pass in bfloat16,
-:func:`tfcompress.distill.distill`). Each run
+:func:`tfcompress.distill.distill`). The teacher takes 128 px images: a distilled run loads and
+augments the images at 128 px for the teacher and shows the student the same batch resized to
+96 px (:func:`tfcompress.distill.fit.resized_input`); the scratch runs load them at 96 px. Each run
 writes ``models/.work/distill/<run>.keras`` and is skipped when that file exists; an
 interrupted run resumes from ``models/.work/distill/<run>_backup``. Run it again to resume.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 WORK = Path("models/.work/distill")
 TEACHER = Path("models/flowers_float.keras")
-STUDENT = {"model": "resnet8", "width": 16, "image_size": 128, "mixup": 0.2}
+STUDENT = {"model": "resnet8", "width": 16, "image_size": 96, "mixup": 0.2}
 EPOCHS = 30
 TEMPERATURE = 4.0
 ALPHA = 0.1

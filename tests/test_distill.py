@@ -267,3 +267,25 @@ def test_distill_refuses_a_teacher_with_other_classes(tmp_path, image_folder):
     config = DistillConfig(model="resnet8", width=4, image_size=24, epochs=1, batch_size=4)
     with pytest.raises(TfcompressError, match="5 outputs but the data have 3 classes"):
         distill(tmp_path / "s.keras", teacher, image_folder, config)
+
+
+def test_a_student_smaller_than_its_teacher_sees_the_teachers_batch_resized(tmp_path, image_folder):
+    from tfcompress.distill import DistillConfig, distill
+    from tfcompress.distill.fit import resized_input
+    from tfcompress.models import build_model
+
+    keras.utils.set_random_seed(0)
+    teacher = build_model("resnet8", num_classes=3, image_size=32, width=4)
+    config = DistillConfig(model="resnet8", width=4, image_size=24, epochs=1, batch_size=4, warmup_epochs=0)
+    student = distill(tmp_path / "s.keras", teacher, image_folder, config, verbose=0)
+    saved = keras.models.load_model(tmp_path / "s.keras")
+    assert saved.inputs[0].shape[1:] == (24, 24, 3) and saved.name == "resnet8"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 24, 24, 3)).astype(np.float32)
+    np.testing.assert_allclose(saved.predict(x, verbose=0), student.predict(x, verbose=0), atol=1e-5)
+    shell = resized_input(saved, 32)
+    big = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    small = keras.ops.convert_to_numpy(keras.layers.Resizing(24, 24)(big))
+    np.testing.assert_allclose(shell.predict(big, verbose=0), saved.predict(small, verbose=0), atol=1e-4)
+    assert resized_input(saved, 24) is saved
+    with pytest.raises(TfcompressError, match="one input size"):
+        distill(tmp_path / "a.keras", teacher, image_folder, config, attention_pairs=[("stem_conv", "stem_conv")])

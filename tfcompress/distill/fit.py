@@ -86,7 +86,9 @@ def distill(
     Args:
         output: the student ``.keras`` file (atomic; refused if it exists unless ``force``).
         teacher: the trained teacher, a model or a ``.keras`` path; its inputs are the raw
-            images the data serve, its outputs logits over the folder's classes.
+            images the data serve, its outputs logits over the folder's classes. The images
+            are loaded and augmented at the teacher's input size; a student of another input
+            size (``config.image_size``) sees each batch resized to its own (:func:`resized_input`).
         data_dir: the data folder (see :func:`tfcompress.data.resolve_data_dir`).
         config: student, recipe and distillation settings (:class:`DistillConfig`).
         student: a student model to start from instead of ``config.model`` (copied).
@@ -104,8 +106,13 @@ def distill(
     check_output_path(output, force)
     keras.utils.set_random_seed(config.seed)
     teacher_model = load_teacher(teacher)
-    train_set = load_split(data_dir, "train", config.image_size, limit)
-    val_set = load_split(data_dir, "val", config.image_size, limit)
+    data_size = int(teacher_model.inputs[0].shape[1])  # the teacher sees the images at its own size
+    if data_size != config.image_size and attention_pairs:
+        raise TfcompressError(
+            f"attention transfer needs teacher and student at one input size, got {data_size} and {config.image_size}"
+        )
+    train_set = load_split(data_dir, "train", data_size, limit)
+    val_set = load_split(data_dir, "val", data_size, limit)
     classes = len(train_set.class_names)
     if teacher_model.outputs[0].shape[-1] != classes:
         raise TfcompressError(
@@ -125,20 +132,40 @@ def distill(
                 image_size=config.image_size,
                 width=_zoo_width(config.model, config.width),
             )
+        trained = resized_input(student, data_size)
         distiller = build_distiller(
-            teacher_model, student, config.temperature, config.alpha, attention_pairs=attention_pairs
+            teacher_model, trained, config.temperature, config.alpha, attention_pairs=attention_pairs
         )
         distiller.compile(
             optimizer=make_optimizer(config, steps_per_epoch),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
-        distiller(keras.ops.zeros((1, config.image_size, config.image_size, 3)))  # built, for BackupAndRestore
+        distiller(keras.ops.zeros((1, data_size, data_size, 3)))  # built, for BackupAndRestore
     train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
     fit_keeping_best(distiller, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
+    result = distiller.student
+    if trained is not student:  # the resizing shell: the student is its last layer
+        result = result.layers[-1]
     with atomic_output(output, force) as tmp:
-        distiller.student.save(tmp)
-    return distiller.student
+        result.save(tmp)
+    return result
+
+
+def resized_input(student: keras.Model, size: int) -> keras.Model:
+    """``student`` itself when it takes ``size`` x ``size`` images; else a shell that resizes to its input first.
+
+    The shell (``Input(size) -> Resizing(h, w, bilinear) -> student``) shares the student's
+    layers, so training it trains the student; it lets a teacher and a student of different
+    input sizes learn from the same augmented batch (the teacher at its own resolution, as in
+    Beyer et al. 2022, "Knowledge distillation: a good teacher is patient and consistent").
+    """
+    height, width = student.inputs[0].shape[1:3]
+    if (height, width) == (size, size):
+        return student
+    inputs = keras.Input((size, size, student.inputs[0].shape[-1]), name="image")
+    resized = keras.layers.Resizing(height, width, interpolation="bilinear", name="to_student_size")(inputs)
+    return keras.Model(inputs, student(resized), name=f"{student.name}_at_{size}px")
 
 
 def _as_dataset(data, batch_size: int):
