@@ -50,6 +50,22 @@ def _table(rows: dict, entries: list[tuple[str, str, str]], images: int) -> str:
     return "\n".join(lines)
 
 
+def train_command() -> str:
+    """The ``tfcompress train`` command equivalent to the recipe (options at their defaults left out)."""
+    parts = [
+        f"tfcompress train --model {RECIPE.model} --width {RECIPE.width} --image-size {RECIPE.image_size}",
+        f"--epochs {RECIPE.epochs}",
+    ]
+    if RECIPE.mixup > 0:
+        parts.append(f"--mixup {RECIPE.mixup:g}")
+    if RECIPE.label_smoothing != 0.1:
+        parts.append(f"--label-smoothing {RECIPE.label_smoothing:g}")
+    if RECIPE.precision != "float32":
+        parts.append(f"--precision {RECIPE.precision}")
+    parts.append("--backup-dir models/.work/float_backup -o models/flowers_float.keras")
+    return " ".join(parts)
+
+
 def float_card(rows: dict, val_top1: float, params: int) -> str:
     tflite_row = rows[("flowers_float.tflite", 1)]
     size, test = RECIPE.image_size, 100 * tflite_row["accuracy"]
@@ -59,6 +75,11 @@ def float_card(rows: dict, val_top1: float, params: int) -> str:
         if test < GOAL
         else f"- Meets the project's {GOAL:.0f}% test top-1 goal for its float teacher."
     )
+    command, extras = train_command(), ""
+    if RECIPE.mixup > 0:
+        extras += f", mixup {RECIPE.mixup:g}"
+    if RECIPE.precision != "float32":
+        extras += f", {RECIPE.precision} compute with float32 weights"
     table = _table(
         rows,
         [
@@ -75,14 +96,12 @@ def float_card(rows: dict, val_top1: float, params: int) -> str:
   output: 5 logits in the order of `labels.txt` (daisy, dandelion, rose, sunflower, tulip).
 - Architecture: `tfcompress.models.build_model("{RECIPE.model}", 5, {size}, width={RECIPE.width})`: 3x3 stride-2
   stem, 4 stages x 2 basic blocks, global average pooling, dropout 0.2, dense; {params:,} parameters.
-- Made by `python scripts/train_flowers_float.py` (= `tfcompress train --model {RECIPE.model} --width {RECIPE.width}
-  --image-size {size} --epochs {RECIPE.epochs} --mixup {RECIPE.mixup:g} --label-smoothing {RECIPE.label_smoothing:g}
-  --precision {RECIPE.precision} --backup-dir models/.work/float_backup -o models/flowers_float.keras`):
+- Made by `python scripts/train_flowers_float.py` (= `{command}`):
   {RECIPE.epochs} epochs from scratch on flowers5 `train.txt`, SGD + Nesterov 0.9, lr {RECIPE.learning_rate:g} with
   {RECIPE.warmup_epochs} warm-up epochs then cosine decay, batch {RECIPE.batch_size}, decoupled weight decay
-  {RECIPE.weight_decay:g} (not on BN/biases), mixup {RECIPE.mixup:g}, label smoothing {RECIPE.label_smoothing:g},
-  random-resized crops (25-100% of the area), flips, colour jitter, bfloat16 compute with float32
-  weights; weights of the epoch with the best `val.txt` top-1 kept ({100 * val_top1:.2f}% on val.txt).
+  {RECIPE.weight_decay:g} (not on BN/biases), label smoothing {RECIPE.label_smoothing:g}, random-resized crops
+  (25-100% of the area), flips, colour jitter{extras}; weights of the epoch with the best `val.txt` top-1 kept
+  ({100 * val_top1:.2f}% on val.txt).
   `.tflite`: `python scripts/export_flowers_float.py` (= `tfcompress convert`).
 - Figures: `python benchmarks/spine.py` (results in `benchmarks/results/spine.md`), then
   `python scripts/spine_cards.py --force` wrote this card; latencies on the shared 2-core machine.

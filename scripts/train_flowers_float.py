@@ -1,33 +1,42 @@
-"""Rebuild models/flowers_float.keras: the float ResNet-18 (width 32, 128 px) flowers teacher.
+"""Rebuild models/flowers_float.keras: the float ResNet-18 (width 32, 96 px) flowers teacher.
 
-Same as ``tfcompress train --model resnet18 --width 32 --image-size 128 --epochs 115 --mixup 0.2
---label-smoothing 0 --precision mixed_bfloat16 --backup-dir models/.work/float_backup
--o models/flowers_float.keras``. Resumes after an interruption from the backup folder (run the
-same command again). About two hours on 2 CPU cores with AVX512-BF16.
+    python scripts/train_flowers_float.py [--recipe shipped|128px-mixup] [-o OUT.keras] [--force]
 
-No label smoothing: mixup already softens the targets, and a teacher trained without label
-smoothing transfers more through distillation (Müller et al. 2019, "When does label smoothing
-help?").
+``shipped`` (default) made the shipped teacher; it is the same as ``tfcompress train --model
+resnet18 --width 32 --image-size 96 --epochs 80 --backup-dir models/.work/float_backup -o
+models/flowers_float.keras``: about an hour on 2 CPU cores. Resumes after an interruption from
+the backup folder (run the same command again).
+
+``128px-mixup`` is the longer recipe tried in session 3 and not shipped (``tfcompress train
+--model resnet18 --width 32 --image-size 128 --epochs 115 --mixup 0.2 --label-smoothing 0
+--precision mixed_bfloat16``; two hours): its best-validation weights (79.7% val, epoch 55)
+scored 70.77% on test.txt and its last weights 74.77% (76.3% val), against 73.85% for the
+shipped teacher at 1.8x its latency. See the README (issue 2).
 """
 
 import argparse
 
 from tfcompress.training import TrainConfig, train
 
-RECIPE = TrainConfig(
-    model="resnet18",
-    width=32,
-    image_size=128,
-    epochs=115,
-    mixup=0.2,
-    label_smoothing=0.0,
-    precision="mixed_bfloat16",
-)
+RECIPES = {
+    "shipped": TrainConfig(model="resnet18", width=32, image_size=96, epochs=80),
+    "128px-mixup": TrainConfig(
+        model="resnet18",
+        width=32,
+        image_size=128,
+        epochs=115,
+        mixup=0.2,
+        label_smoothing=0.0,
+        precision="mixed_bfloat16",
+    ),
+}
+RECIPE = RECIPES["shipped"]
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="shipped")
     parser.add_argument("-o", "--output", default="models/flowers_float.keras")
     parser.add_argument("--backup-dir", default="models/.work/float_backup")
     parser.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     args = parser.parse_args()
-    train(args.output, config=RECIPE, backup_dir=args.backup_dir, force=args.force, verbose=2)
+    train(args.output, config=RECIPES[args.recipe], backup_dir=args.backup_dir, force=args.force, verbose=2)
