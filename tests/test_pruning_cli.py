@@ -82,3 +82,22 @@ def test_share_command_finetunes_centroids_and_converts_to_a_coded_file(image_fo
     np.testing.assert_allclose(run_batch(to_tflite(shared), x), keras.ops.convert_to_numpy(shared(x)), atol=1e-4)
     assert main(["share", str(pruned_path), "--conv-bits", "9", "-o", str(tmp_path / "bad.keras")]) == 2
     assert "must be in [1, 8]" in capsys.readouterr().err
+
+
+def test_teacher_option_distils_from_the_given_model_not_the_input(tmp_path):
+    import argparse
+
+    from tfcompress.commands.lowrank import _teacher as factorize_teacher
+    from tfcompress.commands.pruning import _teacher as pruning_teacher
+
+    teacher_path = tmp_path / "teacher.keras"
+    _tiny_model(teacher_path)
+    keras.utils.set_random_seed(1)
+    student = build_model("resnet8", num_classes=3, image_size=24, width=4)
+    expected = keras.models.load_model(teacher_path).get_weights()
+    for pick in (pruning_teacher, factorize_teacher):
+        chosen = pick(argparse.Namespace(distill=False, teacher=str(teacher_path)), student)
+        assert all(np.array_equal(a, b) for a, b in zip(chosen.get_weights(), expected, strict=True))
+        assert pick(argparse.Namespace(distill=False, teacher=None), student) is None
+        from_input = pick(argparse.Namespace(distill=True, teacher=None), student)
+        assert all(np.array_equal(a, b) for a, b in zip(from_input.get_weights(), student.get_weights(), strict=True))

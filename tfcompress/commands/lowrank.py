@@ -40,6 +40,15 @@ def _rule(args: argparse.Namespace) -> dict:
     )
 
 
+def _teacher(args: argparse.Namespace, model):
+    """The finetune's soft-target teacher: ``--teacher`` when given, the input model with ``--distill``, else none."""
+    if args.teacher is not None:
+        from tfcompress.convert import load_keras_model
+
+        return load_keras_model(args.teacher)
+    return model if args.distill else None
+
+
 def _factorize(args: argparse.Namespace) -> None:
     from tfcompress.convert import load_keras_model
     from tfcompress.fileio import atomic_output, check_output_path
@@ -79,7 +88,7 @@ def _factorize(args: argparse.Namespace) -> None:
             epochs=args.epochs,
             learning_rate=args.learning_rate,
             batch_size=args.batch_size,
-            teacher=model if args.distill else None,
+            teacher=_teacher(args, model),
             devices=args.devices,
             backup_dir=args.backup_dir,
             force=args.force,
@@ -119,6 +128,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--distill", action="store_true", help="finetune with soft targets from the input model")
+    parser.add_argument("--teacher", metavar="T.keras", help="distil from this model instead (implies --distill)")
     parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
     parser.add_argument("--backup-dir", help="keep resumable finetune state here")
     parser.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")

@@ -31,12 +31,17 @@ def _finetune_config(args: argparse.Namespace):
 
 
 def _teacher(args: argparse.Namespace, model):
-    if not args.distill:
+    """The soft-target teacher: ``--teacher`` when given, else a copy of the input model with ``--distill``."""
+    if not args.distill and args.teacher is None:
         return None
     try:
         import tfcompress.distill  # noqa: F401
     except ImportError as error:
         raise TfcompressError("--distill needs tfcompress.distill, which is not installed") from error
+    if args.teacher is not None:
+        from tfcompress.convert import load_keras_model
+
+        return load_keras_model(args.teacher)
     from tfcompress.pruning import copy_model
 
     return copy_model(model)
@@ -140,6 +145,12 @@ def _common(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.01, help="initial finetuning rate (cosine decay)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--distill", action="store_true", help="distil from the input model while finetuning")
+    parser.add_argument(
+        "--teacher",
+        metavar="T.keras",
+        help="distil from this model instead of the input one (implies --distill; e.g. the float model "
+        "when IN.keras is already compressed and is being finetuned further)",
+    )
     parser.add_argument("--temperature", type=float, default=4.0, help="soft-target temperature T with --distill")
     parser.add_argument(
         "--alpha", type=float, default=0.5, help="label-loss weight with --distill; 1 - alpha weighs the soft targets"
