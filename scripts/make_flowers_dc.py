@@ -38,6 +38,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--name", default="flowers_dc")
     parser.add_argument("--out-dir", default=str(ROOT / "models"))
     parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument(
+        "--allocation",
+        choices=["layer", "global"],
+        default="layer",
+        help="layer: every kernel at --sparsity; global: one magnitude threshold over all kernels",
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="label-loss weight; 1 - alpha weighs the soft targets")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=0.005)
     parser.add_argument("--conv-bits", type=int, nargs="+", default=[8, 6, 5, 4])
@@ -60,10 +67,11 @@ def card(args, image_size, bits, counts, float_result, result, rows, seconds) ->
         else ""
     )
     ratio = float_result["bytes"] / result["bytes"]
+    allocation = "one global magnitude threshold" if args.allocation == "global" else "every layer alike"
     return f"""# {args.name}
 
 Deep Compression (Han et al. 2016) of the flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in,
-logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} (from the 80% model of
+logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} ({allocation}; from the 80% model of
 `flowers_pruned`, {finetune}), per-layer k-means weight sharing with
 {bits} bits for convolutions and {args.dense_bits} for the classifier{trained}, Huffman coding of the
 shared-weight indices and of the relative sparse positions (4-bit gaps, filler zeros on
@@ -112,17 +120,19 @@ def main() -> None:
     start = time.time()
     teacher = load_keras_model(args.teacher)
     image_size = int(teacher.inputs[0].shape[1])
+    stem = f"{args.allocation}_s{args.sparsity}_e{args.epochs}_a{args.alpha:g}"
     pruned = cached_model(
-        work / f"pruned_s{args.sparsity}_e{args.epochs}.keras",
+        work / f"pruned_{stem}.keras",
         lambda: prune_and_finetune(
             load_keras_model(args.start),
             None,
             args.sparsity,
-            config=FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate),
+            config=FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, alpha=args.alpha),
             teacher=teacher,
             backup_dir=work / "backup",
             limit=args.limit,
             verbose=2,
+            allocation=args.allocation,
         ),
     )
     float_path = float_tflite(teacher, work)
@@ -135,11 +145,11 @@ def main() -> None:
             break
     if args.tq_epochs > 0:
         compressed = cached_model(
-            work / f"shared_s{args.sparsity}_e{args.epochs}_b{bits}_tq{args.tq_epochs}.keras",
+            work / f"shared_{stem}_b{bits}_tq{args.tq_epochs}.keras",
             lambda: finetune_centroids(
                 compressed,
                 None,
-                FinetuneConfig(epochs=args.tq_epochs, learning_rate=args.tq_learning_rate),
+                FinetuneConfig(epochs=args.tq_epochs, learning_rate=args.tq_learning_rate, alpha=args.alpha),
                 teacher=teacher,
                 backup_dir=work / "tq_backup",
                 limit=args.limit,

@@ -223,3 +223,47 @@ def test_bad_inputs_raise_clear_errors():
         prune(small_model(), ConstantSparsity(0.5), granularity="block")
     with pytest.raises(TfcompressError, match="0 < N < M"):
         prune(small_model(), ConstantSparsity(0.5), granularity=(4, 4))
+
+
+def test_global_layer_sparsities_follow_one_threshold_and_cap_each_layer():
+    from tfcompress.pruning.masks import global_layer_sparsities
+
+    small = np.array([0.1, 0.2, 3.0, 4.0])  # two below the threshold
+    large = np.array([0.05, 0.15, 0.25, 0.3, 5.0, 6.0, 7.0, 8.0])  # four below
+    assert global_layer_sparsities([small, large], 0.5) == [0.5, 0.5]
+    assert global_layer_sparsities([small, large * 0.01], 0.5) == [0.0, 0.75]  # the small-weight layer pays
+    assert global_layer_sparsities([small, large * 0.01], 0.75, cap=0.99) == pytest.approx([0.25, 0.99])
+
+
+def test_global_allocation_reaches_the_total_target_with_one_threshold_through_training():
+    model = small_model()
+    schedule = PolynomialDecay(0.0, 0.7, begin_step=0, end_step=2, frequency=1)
+    pruned = prune(model, schedule, allocation="global")
+    pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    rng = np.random.default_rng(0)
+    pruned.fit(rng.uniform(0, 255, (8, 8, 8, 3)), rng.integers(0, 4, 8), batch_size=4, epochs=2,
+               callbacks=[PruningCallback()], verbose=0)  # fmt: skip
+    # the last mask update (step 2) set one threshold; training after it moves only kept weights
+    kernels = {layer.name: keras.ops.convert_to_numpy(kernel) for layer, kernel, _ in pruned_kernels(pruned)}
+    total = sum(k.size for k in kernels.values())
+    zeros = sum(int((k == 0).sum()) for k in kernels.values())
+    assert zeros / total == pytest.approx(0.7, abs=1.5 / total)
+    per_layer = {name: float((k == 0).mean()) for name, k in kernels.items()}
+    assert len({round(v, 3) for v in per_layer.values()}) > 1, per_layer  # not uniform per layer
+    with pytest.raises(TfcompressError, match="global allocation needs granularity"):
+        prune(model, ConstantSparsity(0.5), granularity=(2, 4), allocation="global")
+    with pytest.raises(TfcompressError, match="allocation must be one of"):
+        prune(model, ConstantSparsity(0.5), allocation="sideways")
+
+
+def test_global_allocation_prunes_the_smallest_weights_of_the_whole_model():
+    model = small_model()
+    pruned = prune(model, ConstantSparsity(0.6, frequency=1), allocation="global")
+    removed, kept = [], []
+    for layer, _, constraint in pruned_kernels(pruned):
+        original = np.abs(keras.ops.convert_to_numpy(model.get_layer(layer.name).kernel))
+        mask = keras.ops.convert_to_numpy(constraint.mask)
+        removed.append(original[mask == 0])
+        kept.append(original[mask == 1])
+    assert np.concatenate(removed).max() <= np.concatenate(kept).min()
+    assert sparsity(pruned) == pytest.approx(0.6, abs=1e-3)

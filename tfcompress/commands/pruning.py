@@ -86,6 +86,7 @@ def _prune(args: argparse.Namespace) -> None:
         schedule=args.schedule,
         granularity=args.granularity,
         exclude=exclude,
+        allocation=args.allocation,
         **_finetune_options(args, model),
     )
     _save(pruned, args)
@@ -166,6 +167,12 @@ def add_commands(subparsers) -> None:
     prune = subparsers.add_parser("prune", help="magnitude / N:M / channel pruning on a schedule, then finetune")
     prune.add_argument("--sparsity", type=float, required=True, help="target fraction of zero weights, in [0, 1)")
     prune.add_argument("--schedule", choices=["polynomial", "constant"], default="polynomial")
+    prune.add_argument(
+        "--allocation",
+        choices=["layer", "global"],
+        default="layer",
+        help="layer: every kernel at --sparsity; global: one magnitude threshold over all kernels",
+    )
     prune.add_argument(
         "--granularity", type=_granularity, default="weight", help='"weight" (default), "channel" or N:M like 2:4'
     )

@@ -13,6 +13,8 @@ All functions take a kernel in Keras layout (``Dense [in, out]``, ``Conv2D [kh, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from tfcompress.errors import TfcompressError
@@ -44,6 +46,24 @@ def magnitude_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
     if pruned > 0:
         mask[np.argsort(flat, kind="stable")[:pruned]] = 0.0
     return mask.reshape(np.shape(kernel))
+
+
+def global_layer_sparsities(kernels: Sequence[np.ndarray], sparsity: float, cap: float = 0.99) -> list[float]:
+    """Per-kernel sparsities of one magnitude threshold over all ``kernels`` (global magnitude pruning).
+
+    The ``round(sparsity * N)`` smallest ``|w|`` of all N weights together are pruned, so
+    layers with many small weights (usually the wide late ones) give up more than small,
+    sensitive ones (Han et al. 2015 prune per layer by hand-tuned sensitivity; a global
+    threshold is the usual automatic allocation, cf. Blalock et al. 2020, "What is the State
+    of Neural Network Pruning?"). A kernel is never pruned beyond ``cap``, so no layer is cut
+    off entirely; the total then falls slightly short of ``sparsity``.
+    """
+    sizes = [int(np.size(k)) for k in kernels]
+    flat = np.concatenate([np.abs(np.asarray(k, np.float32)).ravel() for k in kernels])
+    pruned = np.zeros(flat.size, bool)
+    pruned[np.argsort(flat, kind="stable")[: round(sparsity * flat.size)]] = True
+    counts = np.add.reduceat(pruned, np.cumsum([0, *sizes[:-1]])) if sizes else []
+    return [min(float(c) / size, cap) for c, size in zip(counts, sizes, strict=True)]
 
 
 def input_axis(kernel_shape: tuple[int, ...]) -> int:

@@ -58,21 +58,24 @@ def prune_and_finetune(
     backup_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     verbose: int | str = "auto",
+    allocation: str = "layer",
 ) -> keras.Model:
     """Prune ``model`` on a schedule while finetuning; return the stripped (plain Keras) model.
 
     With ``config.epochs == 0`` the model is pruned in one shot to ``sparsity`` (no data read).
+    ``allocation`` is ``"layer"`` (every kernel at ``sparsity``) or ``"global"`` (one
+    threshold over all kernels; see :func:`tfcompress.pruning.prune`).
     """
     config = config or FinetuneConfig()
     if config.epochs == 0:
-        return strip(prune(model, ConstantSparsity(sparsity, frequency=1), granularity, exclude))
+        return strip(prune(model, ConstantSparsity(sparsity, frequency=1), granularity, exclude, allocation))
     image_size = int(model.inputs[0].shape[1])
     if isinstance(schedule, str):
         steps, _ = steps_per_epoch(data_dir, config.batch_size, limit)
         schedule = default_schedule(schedule, sparsity, steps * config.epochs)
     exclude = tuple(exclude)
     trained = finetune(
-        lambda: prune(model, schedule, granularity, exclude),
+        lambda: prune(model, schedule, granularity, exclude, allocation),
         data_dir,
         image_size,
         config,

@@ -22,7 +22,7 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
-from tfcompress.pruning.masks import Granularity, check_granularity, check_n_m, compute_mask
+from tfcompress.pruning.masks import Granularity, check_granularity, check_n_m, compute_mask, global_layer_sparsities
 from tfcompress.pruning.schedules import PruningSchedule
 
 # Layer kinds whose kernel attribute is pruned. Conv covers Conv1D/2D/3D and transposed convs.
@@ -96,24 +96,55 @@ class PruningMask(keras.constraints.Constraint):
         granularity: ``"weight"``, ``"channel"`` or ``(n, m)``.
     """
 
-    def __init__(self, mask: keras.Variable, schedule: PruningSchedule, granularity: Granularity):
+    def __init__(
+        self, mask: keras.Variable, schedule: PruningSchedule, granularity: Granularity, allocation: str = "layer"
+    ):
         self.mask = mask
         self.schedule = schedule
         self.granularity = granularity
+        self.allocation = allocation
 
     def __call__(self, w):
         return w * keras.ops.cast(self.mask, w.dtype)
 
-    def update(self, kernel: keras.Variable, step: int) -> float:
-        """Recompute the mask for ``schedule.target(step)`` from ``|kernel|``, zero the kernel; return the sparsity."""
+    def update(self, kernel: keras.Variable, step: int, target: float | None = None) -> float:
+        """Recompute the mask from ``|kernel|``, zero the kernel; return the sparsity.
+
+        The sparsity is ``target`` when given (this layer's share of a global threshold),
+        else ``schedule.target(step)``.
+        """
         weights = keras.ops.convert_to_numpy(kernel)
-        mask = compute_mask(weights, self.schedule.target(step), self.granularity)
+        target = self.schedule.target(step) if target is None else target
+        mask = compute_mask(weights, target, self.granularity)
         self.mask.assign(mask)
         kernel.assign(weights * mask)
         return 1.0 - float(mask.mean())
 
     def get_config(self) -> dict:
         return {}  # masks live in the variables; a saved model is stripped first (see strip)
+
+
+ALLOCATIONS = ("layer", "global")
+
+
+def update_masks(kernels: list[tuple[keras.layers.Layer, keras.Variable, PruningMask]], step: int) -> None:
+    """Recompute the masks of ``kernels`` for ``step``: per layer, or from one global threshold.
+
+    Kernels with ``allocation == "global"`` that share a schedule are pruned together
+    (:func:`tfcompress.pruning.masks.global_layer_sparsities`); the others each to the
+    schedule's target.
+    """
+    groups: dict[int, list[tuple[keras.Variable, PruningMask]]] = {}
+    for _, kernel, constraint in kernels:
+        if constraint.allocation == "global":
+            groups.setdefault(id(constraint.schedule), []).append((kernel, constraint))
+        else:
+            constraint.update(kernel, step)
+    for members in groups.values():
+        target = members[0][1].schedule.target(step)
+        weights = [keras.ops.convert_to_numpy(kernel) for kernel, _ in members]
+        for (kernel, constraint), share in zip(members, global_layer_sparsities(weights, target), strict=True):
+            constraint.update(kernel, step, share)
 
 
 def copy_model(model: keras.Model) -> keras.Model:
@@ -152,6 +183,7 @@ def prune(
     schedule: PruningSchedule,
     granularity: Granularity = "weight",
     exclude: Iterable[str] = (),
+    allocation: str = "layer",
 ) -> keras.Model:
     """A NEW model whose Conv/Dense kernels are pruned by magnitude on ``schedule``.
 
@@ -164,13 +196,20 @@ def prune(
         granularity: ``"weight"`` (unstructured), ``(n, m)`` (keep n of every m input
             weights, e.g. ``(2, 4)``), or ``"channel"`` (whole output channels).
         exclude: names of layers to leave dense (e.g. the first conv).
+        allocation: ``"layer"``: every kernel at the schedule's sparsity; ``"global"``: one
+            magnitude threshold over all pruned kernels reaches the schedule's sparsity in
+            total (unstructured only; each layer capped at 99%).
 
     Raises:
         UnsupportedLayerError: no layer can be pruned.
-        TfcompressError: bad granularity, or an N:M whose M does not divide an input dimension.
+        TfcompressError: bad granularity or allocation, or an N:M whose M does not divide an input dimension.
     """
     if not isinstance(schedule, PruningSchedule):
         raise TfcompressError(f"schedule must be a PruningSchedule, got {type(schedule).__name__}")
+    if allocation not in ALLOCATIONS:
+        raise TfcompressError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
+    if allocation == "global" and granularity != "weight":
+        raise TfcompressError(f'global allocation needs granularity "weight", got {granularity!r}')
     reports = plan(model, granularity, exclude)
     granularity = check_granularity(granularity)
     clone = copy_model(model)
@@ -184,9 +223,8 @@ def prune(
         mask = keras.Variable(
             np.ones(kernel.shape, np.float32), trainable=False, name=f"{layer.name}_prune_mask", dtype="float32"
         )
-        constraint = PruningMask(mask, schedule, granularity)
-        kernel.constraint = constraint
-        constraint.update(kernel, 0)
+        kernel.constraint = PruningMask(mask, schedule, granularity, allocation)
+    update_masks(pruned_kernels(clone), 0)
     clone.pruning_plan = reports
     return clone
 
@@ -279,14 +317,11 @@ class PruningCallback(keras.callbacks.Callback):
             schedules = {id(c.schedule): c.schedule for _, _, c in self._kernels}
             for schedule in schedules.values():
                 schedule.check_run(int(total))
-        for _, kernel, constraint in self._kernels:
-            constraint.update(kernel, step)
+        update_masks(self._kernels, step)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         step = self._step()
-        for _, kernel, constraint in self._kernels:
-            if constraint.schedule.is_update_step(step):
-                constraint.update(kernel, step)
+        update_masks([entry for entry in self._kernels if entry[2].schedule.is_update_step(step)], step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
