@@ -2,8 +2,10 @@
 
     nice -n 5 .venv/bin/python scripts/make_flowers_dc.py [--sparsity 0.9] [--epochs 1] [--force]
 
-Steps (Han et al. 2016): start from the 80%-pruned model of make_flowers_pruned.py
-(``--start``), prune further to ``--sparsity`` while finetuning (distilled from ``--teacher``),
+Steps (Han et al. 2016): start from a compressed model (``--start``: the 80%-pruned model of
+make_flowers_pruned.py, or the Network-Slimming model of make_flowers_slim.py, whose removed
+channels cost no bits at all), prune (further) to ``--sparsity`` while finetuning (distilled
+from ``--teacher``; ``--allocation global`` puts one magnitude threshold over all layers),
 then per-layer k-means weight sharing (the most of ``--conv-bits`` 8, 6, 5, 4 bits for
 convolutions that reaches ``--target-ratio`` x smaller than the float file; ``--dense-bits`` 5
 for the classifier), trained quantization (``--tq-epochs`` of finetuning the shared centroids,
@@ -68,11 +70,12 @@ def card(args, image_size, bits, counts, float_result, result, rows, seconds) ->
     )
     ratio = float_result["bytes"] / result["bytes"]
     allocation = "one global magnitude threshold" if args.allocation == "global" else "every layer alike"
+    start = Path(args.start).stem
     return f"""# {args.name}
 
 Deep Compression (Han et al. 2016) of the flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in,
-logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} ({allocation}; from the 80% model of
-`flowers_pruned`, {finetune}), per-layer k-means weight sharing with
+logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} ({allocation}) of
+`{start}` ({finetune}), per-layer k-means weight sharing with
 {bits} bits for convolutions and {args.dense_bits} for the classifier{trained}, Huffman coding of the
 shared-weight indices and of the relative sparse positions (4-bit gaps, filler zeros on
 overflow). Our `TfcSparseDecode` op rebuilds each kernel once, when the op library's delegate
@@ -80,7 +83,7 @@ is applied, into a read-only constant; XNNPACK then runs the convs as in the flo
 (needs `libtfcompress_ops.so`, loaded by `tfcompress.runtime`).
 
 Made by: `{invoked_command("scripts/make_flowers_dc.py")}`
-after `scripts/make_flowers_pruned.py`
+after `scripts/make_{start}.py`
 ({seconds / 60:.0f} min on 2 shared CPU cores).
 
 | | float (`{Path(float_result["file"]).name}`) | Deep Compression (`{args.name}.tflite`) |

@@ -36,6 +36,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--distill", action="store_true", help="soft targets from the float model")
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="label-loss weight with --distill (0: soft targets only)"
+    )
+    parser.add_argument(
+        "--allocation",
+        choices=["layer", "global"],
+        default="layer",
+        help="layer: every kernel at --sparsity; global: one magnitude threshold over all kernels",
+    )
     parser.add_argument("--limit", type=int, help="images per split (dry runs)")
     parser.add_argument("--work", default=str(ROOT / "models/.work/pruning/pruned"))
     parser.add_argument("--force", action="store_true")
@@ -60,17 +69,18 @@ def card(args, image_size, counts_before, counts_after, float_result, result, se
     command = invoked_command("scripts/make_flowers_pruned.py")
     finetune = (
         f"finetuned {args.epochs} epochs (polynomial schedule, SGD 0.01 cosine"
-        + (", distilled from the float model)" if args.distill else ")")
+        + (f", distilled from the float model, label weight alpha = {args.alpha:g})" if args.distill else ")")
         if args.epochs
         else "pruned in one shot, NOT finetuned (CPU was scarce when it was made; rerun with --epochs 2)"
     )
     ratio = float_result["bytes"] / result["bytes"]
+    allocation = "one global threshold over all layers" if args.allocation == "global" else "per layer"
     before = f"{counts_before['params']:,} ({counts_before['nonzero_params']:,})"
     after = f"{counts_after['params']:,} ({counts_after['nonzero_params']:,})"
     return f"""# {args.name}
 
 The flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in, logits out) with {args.sparsity:.0%} of its
-Conv/Dense weights pruned by magnitude (per layer), {finetune},
+Conv/Dense weights pruned by magnitude ({allocation}), {finetune},
 stripped to plain Keras layers, converted with TFLite's `EXPERIMENTAL_SPARSITY` (stock runtime, no custom op).
 
 Made by: `{command}` ({seconds / 60:.0f} min on 2 shared CPU cores).
@@ -106,16 +116,17 @@ def main() -> None:
     teacher = load_keras_model(args.teacher)
     image_size = int(teacher.inputs[0].shape[1])
     pruned = cached_model(
-        work / f"pruned_s{args.sparsity}_e{args.epochs}.keras",
+        work / f"pruned_{args.allocation}_s{args.sparsity}_e{args.epochs}_a{args.alpha:g}.keras",
         lambda: prune_and_finetune(
             teacher,
             None,
             args.sparsity,
-            config=FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate),
+            config=FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, alpha=args.alpha),
             teacher=teacher if args.distill else None,
             backup_dir=work / "backup",
             limit=args.limit,
             verbose=2,
+            allocation=args.allocation,
         ),
     )
     with atomic_output(paths[".keras"], args.force) as tmp:
