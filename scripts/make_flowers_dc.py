@@ -84,7 +84,8 @@ is applied, into a read-only constant; XNNPACK then runs the convs as in the flo
 
 Made by: `{invoked_command("scripts/make_flowers_dc.py")}`
 after `scripts/make_{start}.py`
-({seconds / 60:.0f} min on 2 shared CPU cores).
+(the last invocation took {seconds / 60:.1f} min on 2 shared CPU cores; stages
+found under its work folder are reused, not re-run).
 
 | | float (`{Path(float_result["file"]).name}`) | Deep Compression (`{args.name}.tflite`) |
 |---|---|---|

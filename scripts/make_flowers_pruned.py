@@ -83,7 +83,8 @@ The flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in, logits out) wit
 Conv/Dense weights pruned by magnitude ({allocation}), {finetune},
 stripped to plain Keras layers, converted with TFLite's `EXPERIMENTAL_SPARSITY` (stock runtime, no custom op).
 
-Made by: `{command}` ({seconds / 60:.0f} min on 2 shared CPU cores).
+Made by: `{command}` (the last invocation took {seconds / 60:.1f} min on 2 shared CPU cores; stages
+found under its work folder are reused, not re-run).
 
 | | float (`{Path(float_result["file"]).name}`) | pruned (`{args.name}.tflite`) |
 |---|---|---|

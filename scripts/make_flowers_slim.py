@@ -60,7 +60,8 @@ The flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in, logits out) thi
 BatchNorm channels (residual channels together), rebuilt with fewer filters, {finetune}
 {" with distillation" if args.distill else ""}. Plain float `.tflite`, no custom op.
 
-Made by: `{command}` ({seconds / 60:.0f} min on 2 shared CPU cores).
+Made by: `{command}` (the last invocation took {seconds / 60:.1f} min on 2 shared CPU cores; stages
+found under its work folder are reused, not re-run).
 
 | | float (`{Path(float_result["file"]).name}`) | slim (`{args.name}.tflite`) |
 |---|---|---|

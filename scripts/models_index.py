@@ -193,7 +193,7 @@ def build_index(models_dir: Path, results: Path | None = None) -> tuple[str, lis
             "## Rebuilding",
             "",
             "`make models` runs `scripts/rebuild_models.py`: every step above in dependency order (float",
-            "teacher -> float/int8 `.tflite` -> PQ, pruned -> DC, slim, low-rank, binary, students), each",
+            "teacher -> float/int8 `.tflite` -> PQ, pruned, slim -> DC, low-rank, binary, students), each",
             "with the command its card records. Done steps (model files present) are skipped; an interrupted",
             "step resumes from its state under `models/.work/`. It never overwrites a model file unless",
             "forced. `make models DRY_RUN=1` prints the plan; `make models FORCE=1 ONLY='pq dc'` rebuilds",

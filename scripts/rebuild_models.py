@@ -3,8 +3,8 @@
     nice -n 5 .venv/bin/python scripts/rebuild_models.py [--dry-run] [--force] [--only STEP ...]
 
 The steps (:data:`STEPS`) and their order: the float teacher; its float and int8 ``.tflite``;
-then, from the teacher, PQ, pruning (then Deep Compression from the pruned model), Network
-Slimming, low-rank and the two students; the binary network (trained from scratch) and its
+then, from the teacher, PQ, pruning, Network Slimming (then Deep Compression from the slimmed
+model), low-rank and the two students; the binary network (trained from scratch) and its
 ``.tflite``. Each step runs an existing script of ``scripts/`` with the arguments of the
 ``scripts/NAME.py ...`` command(s) its model card records (``models/<model>.md``, read now,
 so a re-made card is followed; the binary ``.tflite`` step runs ``tfcompress convert``).
@@ -70,7 +70,6 @@ STEPS: tuple[Step, ...] = (
         (),
         True,
     ),
-    Step("dc", ("flowers_dc.keras", "flowers_dc.tflite"), ("pruned",), "make_flowers_dc.py", ("flowers_dc",), (), True),
     Step(
         "slim",
         ("flowers_slim.keras", "flowers_slim.tflite"),
@@ -80,6 +79,7 @@ STEPS: tuple[Step, ...] = (
         (),
         True,
     ),
+    Step("dc", ("flowers_dc.keras", "flowers_dc.tflite"), ("slim",), "make_flowers_dc.py", ("flowers_dc",), (), True),
     Step(
         "lowrank",
         ("flowers_lowrank.keras", "flowers_lowrank.tflite"),
