@@ -38,7 +38,7 @@ METHODS = {
     "flowers_int8": "full-integer post-training quantization of the teacher (TFLite converter)",
     "flowers_pq": "product quantization, And the Bit Goes Down (Stock et al. 2020)",
     "flowers_pruned": "unstructured magnitude pruning (Zhu & Gupta 2017), TFLite sparse tensors",
-    "flowers_dc": "Deep Compression: pruning + k-means sharing + Huffman (Han et al. 2016)",
+    "flowers_dc": "Deep Compression of the slimmed model: pruning + k-means sharing + Huffman (Han et al. 2016)",
     "flowers_slim": "Network Slimming channel pruning (Liu et al. 2017)",
     "flowers_lowrank": "Tucker-2 / SVD factorization, distilled finetune",
     "flowers_binary": "Bi-Real-style binary ResNet-18 (Liu et al. 2018)",
