@@ -111,7 +111,7 @@ def test_alpha_mixes_hard_and_soft_loss(alpha):
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     hard = -float(np.mean(log_probs[np.arange(6), y]))
     soft = temperature**2 * _np_kl(teacher_logits, student_logits, temperature)
-    assert total == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=1e-4)
+    assert total == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=1e-4, abs=1e-7)
 
 
 def test_bad_alpha_and_temperature_are_refused():
