@@ -43,6 +43,15 @@ def _devices(value: str) -> int | list[str]:
     return int(value) if value.isdigit() else [name.strip() for name in value.split(",") if name.strip()]
 
 
+def teacher_option(args: argparse.Namespace):
+    """The model named by ``--teacher``, loaded, or ``None`` when the option was not given."""
+    if getattr(args, "teacher", None) is None:
+        return None
+    from tfcompress.convert import load_keras_model
+
+    return load_keras_model(args.teacher)
+
+
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
     """``--data DIR``: shared by every subcommand that reads images."""
     parser.add_argument(

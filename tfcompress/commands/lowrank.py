@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments
+from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments, teacher_option
 from tfcompress.errors import TfcompressError
 
 
@@ -43,9 +43,7 @@ def _rule(args: argparse.Namespace) -> dict:
 def _teacher(args: argparse.Namespace, model):
     """The finetune's soft-target teacher: ``--teacher`` when given, the input model with ``--distill``, else none."""
     if args.teacher is not None:
-        from tfcompress.convert import load_keras_model
-
-        return load_keras_model(args.teacher)
+        return teacher_option(args)
     return model if args.distill else None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments
+from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments, teacher_option
 
 
 def _block_sizes(value: str) -> str | int:
@@ -22,7 +22,7 @@ def _pq(args: argparse.Namespace) -> None:
     strategy = get_strategy(args.devices)
     with strategy.scope():
         model = load_keras_model(args.model)
-        teacher = load_keras_model(args.teacher) if args.teacher else None
+        teacher = teacher_option(args)
     size = model.inputs[0].shape[1]
     images = load_split(args.data, "train", size, limit=args.calibration_images).images
     quantizer = ProductQuantizer(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments
+from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments, teacher_option
 from tfcompress.errors import TfcompressError
 
 
@@ -39,9 +39,7 @@ def _teacher(args: argparse.Namespace, model):
     except ImportError as error:
         raise TfcompressError("--distill needs tfcompress.distill, which is not installed") from error
     if args.teacher is not None:
-        from tfcompress.convert import load_keras_model
-
-        return load_keras_model(args.teacher)
+        return teacher_option(args)
     from tfcompress.pruning import copy_model
 
     return copy_model(model)
