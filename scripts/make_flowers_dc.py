@@ -71,16 +71,23 @@ def card(args, image_size, bits, counts, float_result, result, rows, seconds) ->
     ratio = float_result["bytes"] / result["bytes"]
     allocation = "one global magnitude threshold" if args.allocation == "global" else "every layer alike"
     start = Path(args.start).stem
+    pruning = (
+        f"magnitude pruning to {args.sparsity:.0%} ({allocation}) of `{start}` ({finetune})"
+        if args.sparsity > 0
+        else f"no further pruning of `{start}`"
+    )
+    kernels = rows[:-1]
+    dense_mode = sum(1 for row in kernels if row["gap_bits"] == 0)
     return f"""# {args.name}
 
 Deep Compression (Han et al. 2016) of the flowers ResNet-18 (width 32, {image_size} px, RGB 0..255 in,
-logits out) stored in the file itself: magnitude pruning to {args.sparsity:.0%} ({allocation}) of
-`{start}` ({finetune}), per-layer k-means weight sharing with
+logits out) stored in the file itself: {pruning}, per-layer k-means weight sharing with
 {bits} bits for convolutions and {args.dense_bits} for the classifier{trained}, Huffman coding of the
-shared-weight indices and of the relative sparse positions (4-bit gaps, filler zeros on
-overflow). Our `TfcSparseDecode` op rebuilds each kernel once, when the op library's delegate
-is applied, into a read-only constant; XNNPACK then runs the convs as in the float model
-(needs `libtfcompress_ops.so`, loaded by `tfcompress.runtime`).
+shared-weight indices and of the relative positions of the nonzeros (gap width chosen per kernel,
+filler zeros on overflow) or, where that is smaller, dense mode (no position stream, a zero coded
+as index 0): {dense_mode} of {len(kernels)} kernels are in dense mode. Our `TfcSparseDecode` op
+rebuilds each kernel once, when the op library's delegate is applied, into a read-only constant;
+XNNPACK then runs the convs as in the float model (needs `libtfcompress_ops.so`, loaded by `tfcompress.runtime`).
 
 Made by: `{invoked_command("scripts/make_flowers_dc.py")}`
 after `scripts/make_{start}.py`
@@ -103,7 +110,6 @@ BatchNorm / bias parameters and the graph.
 
 def main() -> None:
     args = parse_args()
-    import keras
     from make_flowers_pruned import float_tflite
 
     from tfcompress.convert import load_keras_model, to_tflite
@@ -112,7 +118,7 @@ def main() -> None:
     from tfcompress.pruning.deep_compression import size_report
     from tfcompress.pruning.finetune import FinetuneConfig
     from tfcompress.pruning.layers import shared_layers
-    from tfcompress.pruning.lowering import encode_for_file
+    from tfcompress.pruning.lowering import encoded_layer
     from tfcompress.pruning.measure import cached_measure, measure_tflite, model_counts
     from tfcompress.pruning.pipeline import prune_and_finetune
     from tfcompress.pruning.trained_quantization import finetune_centroids
@@ -164,12 +170,7 @@ def main() -> None:
     with atomic_output(paths[".keras"], args.force) as tmp:
         compressed.save(tmp)
     write_bytes_atomic(paths[".tflite"], data, args.force)
-    rows = size_report(
-        {
-            layer.name: encode_for_file(keras.ops.convert_to_numpy(layer.kernel), layer.weight_bits, layer.gap_bits)
-            for layer in shared_layers(compressed)
-        }
-    )
+    rows = size_report({layer.name: encoded_layer(layer) for layer in shared_layers(compressed)})
     float_result = cached_measure(float_path, ROOT / "models/.work/pruning/float_result.json")
     result = measure_tflite(paths[".tflite"])
     counts = {"before": model_counts(teacher), "after": model_counts(compressed)}

@@ -46,7 +46,8 @@ def _pq_model() -> keras.Model:
     return model
 
 
-def _dc_model() -> keras.Model:
+def _dc_model(gap_bits: int = 4) -> keras.Model:
+    """A 70%-pruned model; ``gap_bits=0`` stores every kernel in dense mode (no position stream)."""
     keras.utils.set_random_seed(1)
     inputs = keras.Input((9, 7, 3))
     x = keras.layers.Conv2D(13, 3, padding="same", activation="relu", name="conv_a")(inputs)
@@ -54,7 +55,12 @@ def _dc_model() -> keras.Model:
     x = keras.layers.Conv2D(21, 3, strides=2, padding="valid", name="conv_b")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(6, name="logits")(x)
-    return deep_compress(strip(prune(keras.Model(inputs, outputs), ConstantSparsity(0.7))), conv_bits=5, dense_bits=4)
+    pruned = strip(prune(keras.Model(inputs, outputs), ConstantSparsity(0.7)))
+    return deep_compress(pruned, conv_bits=5, dense_bits=4, gap_bits=gap_bits)
+
+
+def _model(kind: str) -> keras.Model:
+    return {"pq": _pq_model, "dc": _dc_model, "dc-dense": lambda: _dc_model(gap_bits=0)}[kind]()
 
 
 def _decoded_kernels(model: keras.Model) -> list[np.ndarray]:
@@ -106,9 +112,9 @@ def _assert_float_weights_absent(content: bytes, model: keras.Model) -> None:
     assert len(kernel_bytes) >= 3 and not kernel_bytes & set(float_bytes)
 
 
-@pytest.fixture(scope="module", params=["pq", "dc"])
+@pytest.fixture(scope="module", params=["pq", "dc", "dc-dense"])
 def case(request):
-    model = _pq_model() if request.param == "pq" else _dc_model()
+    model = _model(request.param)
     content = to_tflite(model)
     x = np.random.default_rng(3).uniform(-1, 1, (3, *model.inputs[0].shape[1:])).astype(np.float32)
     return model, content, x, np.asarray(model.predict(x, verbose=0))
@@ -196,9 +202,11 @@ def _with_options(content: bytes, op_name: str, change) -> bytes:
         ("pq", "TfcPQDecode", lambda o: {**o, "code_bits": 7}, "TfcPQDecode: code_bits 7 does not match"),
         ("dc", "TfcSparseDecode", lambda o: {**o, "entries": o["entries"] + 500}, "TfcSparseDecode: .*ends"),
         ("dc", "TfcSparseDecode", lambda o: {**o, "dim0": o["dim0"] + 1}, "TfcSparseDecode: .* shape .* is not"),
+        ("dc-dense", "TfcSparseDecode", lambda o: {**o, "entries": o["entries"] + 5}, "TfcSparseDecode: .*one entry"),
+        ("dc-dense", "TfcSparseDecode", lambda o: {**o, "gap_bits": 9}, r"TfcSparseDecode: .*gap_bits in \[0, 8\]"),
     ],
 )
 def test_bad_decoder_options_fail_when_the_delegate_is_applied(kind, op_name, change, message):
-    content = to_tflite(_pq_model() if kind == "pq" else _dc_model())
+    content = to_tflite(_model(kind))
     with pytest.raises(RuntimeError, match=message):
         Interpreter(model_content=_with_options(content, op_name, change))

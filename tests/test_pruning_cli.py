@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from tfcompress.cli import main
 from tfcompress.models import build_model
@@ -82,6 +83,11 @@ def test_share_command_finetunes_centroids_and_converts_to_a_coded_file(image_fo
     np.testing.assert_allclose(run_batch(to_tflite(shared), x), keras.ops.convert_to_numpy(shared(x)), atol=1e-4)
     assert main(["share", str(pruned_path), "--conv-bits", "9", "-o", str(tmp_path / "bad.keras")]) == 2
     assert "must be in [1, 8]" in capsys.readouterr().err
+    dense_path = tmp_path / "dense_mode.keras"
+    assert main(["share", str(pruned_path), "--gap-bits", "0", "--epochs", "0", "-o", str(dense_path)]) == 0
+    assert {layer.gap_bits for layer in shared_layers(keras.models.load_model(dense_path))} == {0}
+    with pytest.raises(SystemExit):  # argparse: not a choice
+        main(["share", str(pruned_path), "--gap-bits", "9", "-o", str(tmp_path / "bad.keras")])
 
 
 def test_teacher_option_distils_from_the_given_model_not_the_input(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -92,4 +94,39 @@ def test_bad_bit_widths_are_refused():
     with pytest.raises(TfcompressError, match="bits must be in"):
         share_weights(np.ones((2, 2)), 9)
     with pytest.raises(TfcompressError, match="gap bits"):
-        encode_kernel(np.ones((2, 2)), 4, gap_bits=0)
+        encode_kernel(np.ones((2, 2)), 4, gap_bits=9)
+    with pytest.raises(TfcompressError, match="gap bits"):
+        encode_kernel(np.ones((2, 2)), 4, gap_bits=-1)
+
+
+def _kernel_with_zeros(zero_fraction: float, shape=(7, 3, 3, 13), seed=0) -> np.ndarray:
+    kernel = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    return kernel * magnitude_mask(kernel, zero_fraction) if zero_fraction else kernel
+
+
+@pytest.mark.parametrize("zero_fraction", [0.0, 0.3, 0.97])
+def test_dense_mode_round_trip_is_exact_and_stores_no_positions(zero_fraction):
+    kernel = _kernel_with_zeros(zero_fraction)
+    encoded = encode_kernel(kernel, 5, gap_bits=0)
+    assert encoded.gap_bits == 0 and encoded.gaps.data == b"" and encoded.gaps.count == kernel.size
+    np.testing.assert_array_equal(decode_kernel(encoded), shared_kernel(kernel, 5))
+    assert encoded.nonzeros == np.count_nonzero(kernel)
+
+
+def test_dense_mode_refuses_an_entry_count_other_than_the_kernel_size():
+    encoded = encode_kernel(_kernel_with_zeros(0.0), 4, gap_bits=0)
+    truncated = huffman.encode(huffman.decode(encoded.indices)[:-1], 16)
+    with pytest.raises(TfcompressError, match="one entry per element"):
+        decode_kernel(dataclasses.replace(encoded, indices=truncated))
+
+
+@pytest.mark.parametrize(("zero_fraction", "dense_expected"), [(0.0, True), (0.2, True), (0.95, False)])
+def test_auto_gap_bits_picks_the_smallest_encoding(zero_fraction, dense_expected):
+    kernel = _kernel_with_zeros(zero_fraction, shape=(32, 3, 3, 24))
+    every = {bits: encode_kernel(kernel, 5, gap_bits=bits) for bits in range(9)}
+    chosen = encode_kernel(kernel, 5, gap_bits=None)
+    assert chosen.nbytes == min(encoded.nbytes for encoded in every.values())
+    assert (chosen.gap_bits == 0) == dense_expected
+    np.testing.assert_array_equal(decode_kernel(chosen), shared_kernel(kernel, 5))
+    if zero_fraction == 0:  # no zeros: the position stream costs 1 bit per weight, dense mode none
+        assert every[4].nbytes - chosen.nbytes >= kernel.size / 8

@@ -125,7 +125,8 @@ def _share(args: argparse.Namespace) -> None:
 
     check_output_path(args.output, args.force)
     model = load_keras_model(args.model)
-    shared = deep_compress(model, conv_bits=args.conv_bits, dense_bits=args.dense_bits)
+    gap_bits = None if args.gap_bits == "auto" else int(args.gap_bits)
+    shared = deep_compress(model, conv_bits=args.conv_bits, dense_bits=args.dense_bits, gap_bits=gap_bits)
     if args.epochs > 0:
         shared = finetune_centroids(shared, args.data, **_finetune_options(args, model))
     _save(shared, args)
@@ -190,5 +191,12 @@ def add_commands(subparsers) -> None:
     )
     share.add_argument("--conv-bits", type=int, default=8, help="shared-value index bits of convolutions (1-8)")
     share.add_argument("--dense-bits", type=int, default=5, help="shared-value index bits of dense layers (1-8)")
+    share.add_argument(
+        "--gap-bits",
+        choices=["auto", *map(str, range(9))],
+        default="auto",
+        help="bits of a relative sparse position before Huffman coding; 0: dense mode (no position stream); "
+        "auto (default): the smallest file per kernel",
+    )
     _common(share, epochs=2)
     share.set_defaults(handler=_share)

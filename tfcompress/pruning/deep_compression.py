@@ -15,6 +15,13 @@
 Decoding: ``position += gap + 1; w[position] = codebook[index]`` for every entry, starting
 at position -1 (fillers write a 0). Round trip exact: decoding returns the shared-weight
 kernel bit for bit.
+
+Dense mode (``gap_bits = 0``, our addition to the paper's format): every element is an entry,
+a zero is coded as index 0 like any other index, and no gap stream is stored. A Huffman code
+spends at least one bit per symbol, so for a kernel with few zeros the gap stream costs about a
+bit per weight and buys nothing; dense mode drops it (zeros then cost ``-log2 p(0)`` bits each in
+the index stream). ``gap_bits=None`` (:data:`GAP_BITS_AUTO`, the default of the layers) picks,
+per kernel, whichever of dense mode and gap widths 1..8 gives the fewest bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ from tfcompress.pruning import huffman
 CONV_BITS = 8
 DENSE_BITS = 5
 GAP_BITS = 4
+GAP_BITS_AUTO = None  # per kernel: the smallest of dense mode (0) and gap widths 1..8
+GAP_BITS_CHOICES = tuple(range(0, 9))
+
+
+def check_gap_bits(gap_bits: int | None) -> None:
+    """Raise a clear error unless ``gap_bits`` is None (auto), 0 (dense mode) or in [1, 8]."""
+    if gap_bits is not None and gap_bits not in GAP_BITS_CHOICES:
+        raise TfcompressError(f"gap bits must be in [0, 8] (0: dense mode) or None (auto), got {gap_bits}")
 
 
 def share_weights(kernel: np.ndarray, bits: int, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -114,36 +129,62 @@ class EncodedKernel:
         return int(np.prod(self.shape)) * 4
 
 
-def encode_kernel(kernel: np.ndarray, bits: int, gap_bits: int = GAP_BITS, iterations: int = 30) -> EncodedKernel:
+def encode_kernel(
+    kernel: np.ndarray, bits: int, gap_bits: int | None = GAP_BITS, iterations: int = 30
+) -> EncodedKernel:
     """Weight-share and Huffman-code a (pruned) kernel, flattened in C order.
 
     Raises:
-        TfcompressError: ``bits`` outside [1, 8] or ``gap_bits`` outside [1, 8].
+        TfcompressError: ``bits`` outside [1, 8] or ``gap_bits`` not None / in [0, 8].
     """
-    if not 1 <= gap_bits <= 8:
-        raise TfcompressError(f"gap bits must be in [1, 8], got {gap_bits}")
+    check_gap_bits(gap_bits)
     codebook, indices = share_weights(kernel, bits, iterations)
     return encode_indices(indices, codebook, bits, gap_bits)
 
 
-def encode_indices(indices: np.ndarray, codebook: np.ndarray, bits: int, gap_bits: int = GAP_BITS) -> EncodedKernel:
-    """Huffman-code an already shared kernel given as ``codebook[indices]`` (index 0 = zero)."""
-    gaps, entries = sparse_entries(indices, gap_bits)
+def encode_indices(
+    indices: np.ndarray, codebook: np.ndarray, bits: int, gap_bits: int | None = GAP_BITS
+) -> EncodedKernel:
+    """Huffman-code an already shared kernel given as ``codebook[indices]`` (index 0 = zero).
+
+    ``gap_bits=0`` is dense mode, ``None`` the smallest of every choice (see module doc).
+    """
+    check_gap_bits(gap_bits)
+    if gap_bits is None:
+        candidates = (encode_indices(indices, codebook, bits, choice) for choice in GAP_BITS_CHOICES)
+        return min(candidates, key=lambda encoded: encoded.nbytes)
+    flat = np.asarray(indices).ravel()
+    if gap_bits == 0:
+        gaps = huffman.HuffmanStream(lengths=np.zeros(1, np.uint8), data=b"", count=flat.size)
+        entries = flat
+    else:
+        gap_values, entries = sparse_entries(flat, gap_bits)
+        gaps = huffman.encode(gap_values, 2**gap_bits)
     return EncodedKernel(
         shape=tuple(np.shape(indices)),
         codebook=np.asarray(codebook, np.float32),
-        gaps=huffman.encode(gaps, 2**gap_bits),
+        gaps=gaps,
         indices=huffman.encode(entries, 2**bits),
         bits=bits,
         gap_bits=gap_bits,
-        nonzeros=int(np.count_nonzero(indices)),
+        nonzeros=int(np.count_nonzero(flat)),
     )
 
 
 def decode_kernel(encoded: EncodedKernel) -> np.ndarray:
-    """The shared-weight kernel (float32, ``encoded.shape``) from its compressed form."""
+    """The shared-weight kernel (float32, ``encoded.shape``) from its compressed form.
+
+    Raises:
+        TfcompressError: malformed streams, or a dense-mode entry count that is not the kernel size.
+    """
     size = int(np.prod(encoded.shape))
-    flat = dense_from_entries(huffman.decode(encoded.gaps), huffman.decode(encoded.indices), size)
+    indices = huffman.decode(encoded.indices)
+    if encoded.gap_bits == 0:
+        if len(indices) != size:
+            raise TfcompressError(f"dense mode needs one entry per element: {len(indices)} entries, {size} elements")
+        flat = indices
+    else:
+        flat = dense_from_entries(huffman.decode(encoded.gaps), indices, size)
     return encoded.codebook[flat].reshape(encoded.shape)
 
 
@@ -163,6 +204,7 @@ def size_report(encoded: dict[str, EncodedKernel]) -> list[dict]:
                 "layer": name,
                 "shape": list(enc.shape),
                 "bits": enc.bits,
+                "gap_bits": enc.gap_bits,
                 "nonzero_fraction": enc.nonzeros / size,
                 "dense_bytes": enc.dense_nbytes,
                 "index_bytes": enc.indices.nbytes,

@@ -13,12 +13,13 @@ import keras
 import numpy as np
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
-from tfcompress.pruning.deep_compression import CONV_BITS, DENSE_BITS, GAP_BITS, shared_kernel
+from tfcompress.pruning.deep_compression import CONV_BITS, DENSE_BITS, GAP_BITS_AUTO, check_gap_bits, shared_kernel
 
 
-def _check_bits(weight_bits: int, gap_bits: int) -> None:
-    if not 1 <= int(weight_bits) <= 8 or not 1 <= int(gap_bits) <= 8:
-        raise TfcompressError(f"weight_bits and gap_bits must be in [1, 8], got {weight_bits} and {gap_bits}")
+def _check_bits(weight_bits: int, gap_bits: int | None) -> None:
+    if not 1 <= int(weight_bits) <= 8:
+        raise TfcompressError(f"weight_bits must be in [1, 8], got {weight_bits}")
+    check_gap_bits(gap_bits)
 
 
 def _maybe_tied(layer: keras.layers.Layer, kernel):
@@ -36,18 +37,19 @@ class SharedConv2D(keras.layers.Conv2D):
 
     Args:
         weight_bits: bits of the shared-weight index (``2**bits - 1`` shared values).
-        gap_bits: bits of a relative sparse position before Huffman coding.
+        gap_bits: bits of a relative sparse position before Huffman coding; 0 is dense mode (no
+            position stream, zeros coded as index 0), None (default) the smallest choice per kernel.
         **kwargs: the arguments of ``keras.layers.Conv2D``.
 
     Example:
         >>> layer = SharedConv2D(8, 3, weight_bits=5)
     """
 
-    def __init__(self, *args, weight_bits: int = CONV_BITS, gap_bits: int = GAP_BITS, **kwargs):
+    def __init__(self, *args, weight_bits: int = CONV_BITS, gap_bits: int | None = GAP_BITS_AUTO, **kwargs):
         _check_bits(weight_bits, gap_bits)
         super().__init__(*args, **kwargs)
         self.weight_bits = int(weight_bits)
-        self.gap_bits = int(gap_bits)
+        self.gap_bits = None if gap_bits is None else int(gap_bits)
         self.cluster_ids: np.ndarray | None = None  # set while finetuning centroids
 
     @property
@@ -62,11 +64,11 @@ class SharedConv2D(keras.layers.Conv2D):
 class SharedDense(keras.layers.Dense):
     """``Dense`` whose kernel is stored Deep-Compression coded in the ``.tflite`` (see :class:`SharedConv2D`)."""
 
-    def __init__(self, *args, weight_bits: int = DENSE_BITS, gap_bits: int = GAP_BITS, **kwargs):
+    def __init__(self, *args, weight_bits: int = DENSE_BITS, gap_bits: int | None = GAP_BITS_AUTO, **kwargs):
         _check_bits(weight_bits, gap_bits)
         super().__init__(*args, **kwargs)
         self.weight_bits = int(weight_bits)
-        self.gap_bits = int(gap_bits)
+        self.gap_bits = None if gap_bits is None else int(gap_bits)
         self.cluster_ids: np.ndarray | None = None  # set while finetuning centroids
 
     @property
@@ -81,7 +83,7 @@ def deep_compress(
     model: keras.Model,
     conv_bits: int = CONV_BITS,
     dense_bits: int = DENSE_BITS,
-    gap_bits: int = GAP_BITS,
+    gap_bits: int | None = GAP_BITS_AUTO,
     exclude: tuple[str, ...] = (),
 ) -> keras.Model:
     """A NEW functional model whose Conv2D / Dense kernels are weight-shared (k-means per layer).
@@ -91,7 +93,7 @@ def deep_compress(
 
     Raises:
         UnsupportedLayerError: not a Functional/Sequential model, or nothing to compress.
-        TfcompressError: bit widths outside [1, 8].
+        TfcompressError: bit widths outside [1, 8] (gap bits: None or [0, 8]).
     """
     _check_bits(conv_bits, gap_bits)
     _check_bits(dense_bits, gap_bits)

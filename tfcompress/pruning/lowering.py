@@ -9,7 +9,8 @@ into a read-only constant tensor in the layout its consumer reads (``CONV_2D``:
 that delegate, sees static weights and takes the consumer like a float model's (without
 XNNPACK the builtin kernels read the same constant). See ``converters/src/tflite/delegate.cc``.
 
-Custom options: ``entries``, ``gap_bits``, ``weight_bits``, ``rank``, ``dim0`` .. ``dim3``.
+Custom options: ``entries``, ``gap_bits`` (0: dense mode, no position stream), ``weight_bits``, ``rank``,
+``dim0`` .. ``dim3``.
 The composite's TensorFlow body returns the same kernel as a constant, so the traced graph
 is correct where nothing fuses it.
 """
@@ -38,8 +39,8 @@ def _eager(variable) -> np.ndarray:
         return np.asarray(keras.ops.convert_to_numpy(variable), np.float32)
 
 
-def encode_for_file(kernel: np.ndarray, weight_bits: int, gap_bits: int) -> EncodedKernel:
-    """Deep Compression streams of a shared kernel already in its file layout."""
+def encode_for_file(kernel: np.ndarray, weight_bits: int, gap_bits: int | None) -> EncodedKernel:
+    """Deep Compression streams of a shared kernel already in its file layout (``gap_bits`` None: the smallest)."""
     codebook, indices = codebook_and_indices(kernel, weight_bits)
     return encode_indices(indices, codebook, weight_bits, gap_bits)
 
@@ -48,13 +49,13 @@ def _bytes(data: bytes) -> tf.Tensor:
     return tf.constant(np.frombuffer(data or b"\0", dtype=np.uint8))  # an empty stream still needs a tensor
 
 
-def decoded_kernel(kernel_in_file_layout: np.ndarray, weight_bits: int, gap_bits: int) -> tf.Tensor:
+def decoded_kernel(kernel_in_file_layout: np.ndarray, weight_bits: int, gap_bits: int | None) -> tf.Tensor:
     """The ``TfcSparseDecode`` composite producing ``kernel_in_file_layout`` from its streams."""
     encoded = encode_for_file(kernel_in_file_layout, weight_bits, gap_bits)
     shape = encoded.shape
     attrs = {
         "entries": encoded.gaps.count,
-        "gap_bits": gap_bits,
+        "gap_bits": encoded.gap_bits,
         "weight_bits": weight_bits,
         "rank": len(shape),
         **{f"dim{i}": d for i, d in enumerate(shape)},
@@ -74,10 +75,20 @@ def decoded_kernel(kernel_in_file_layout: np.ndarray, weight_bits: int, gap_bits
     )
 
 
+def kernel_in_file_layout(layer: SharedConv2D | SharedDense) -> np.ndarray:
+    """The layer's kernel as the file stores it: OHWI for ``CONV_2D``, ``[C_out, C_in]`` for ``FULLY_CONNECTED``."""
+    kernel = _eager(layer.kernel)
+    return np.transpose(kernel, (3, 0, 1, 2)) if isinstance(layer, SharedConv2D) else kernel.T
+
+
+def encoded_layer(layer: SharedConv2D | SharedDense) -> EncodedKernel:
+    """The Deep Compression streams the file holds for ``layer`` (for size reports)."""
+    return encode_for_file(kernel_in_file_layout(layer), layer.weight_bits, layer.gap_bits)
+
+
 def lower_shared_conv2d(layer: SharedConv2D, inputs, *args, **kwargs):
     """``TfcSparseDecode`` (OHWI kernel, decoded once) feeding the builtin ``CONV_2D``."""
-    kernel = _eager(layer.kernel)  # [kh, kw, C_in, C_out]
-    ohwi = decoded_kernel(np.transpose(kernel, (3, 0, 1, 2)), layer.weight_bits, layer.gap_bits)
+    ohwi = decoded_kernel(kernel_in_file_layout(layer), layer.weight_bits, layer.gap_bits)
     outputs = tf.nn.conv2d(
         tf.convert_to_tensor(inputs, tf.float32),
         tf.transpose(ohwi, (1, 2, 3, 0)),
@@ -92,7 +103,7 @@ def lower_shared_conv2d(layer: SharedConv2D, inputs, *args, **kwargs):
 
 def lower_shared_dense(layer: SharedDense, inputs, *args, **kwargs):
     """``TfcSparseDecode`` ([C_out, C_in] kernel) feeding the builtin ``FULLY_CONNECTED``."""
-    weights = decoded_kernel(_eager(layer.kernel).T, layer.weight_bits, layer.gap_bits)
+    weights = decoded_kernel(kernel_in_file_layout(layer), layer.weight_bits, layer.gap_bits)
     outputs = tf.matmul(tf.convert_to_tensor(inputs, tf.float32), weights, transpose_b=True)
     if layer.use_bias:
         outputs = outputs + tf.constant(_eager(layer.bias))

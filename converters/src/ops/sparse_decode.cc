@@ -71,16 +71,28 @@ bool DecodeHuffman(const uint8_t* data, size_t bytes, const HuffmanTable& table,
 }
 
 bool SparseDecode(const SparseStreams& s, float* out, int64_t size, std::string* error) {
-  if (s.gap_bits < 1 || s.gap_bits > 8 || s.weight_bits < 1 || s.weight_bits > 8) {
-    *error = "gap_bits and weight_bits must be in [1, 8]";
+  if (s.gap_bits < 0 || s.gap_bits > 8 || s.weight_bits < 1 || s.weight_bits > 8) {
+    *error = "gap_bits must be in [0, 8] (0: dense mode) and weight_bits in [1, 8]";
+    return false;
+  }
+  const bool dense = s.gap_bits == 0;
+  if (dense && s.entries != size) {
+    *error = "dense mode (gap_bits 0) needs one entry per element: " + std::to_string(s.entries) + " entries for a " +
+             std::to_string(size) + "-element kernel";
     return false;
   }
   HuffmanTable gaps_table, index_table;
   std::vector<int> gaps, indices;
-  if (!BuildHuffmanTable(s.gap_lengths, 1 << s.gap_bits, &gaps_table, error) ||
-      !BuildHuffmanTable(s.index_lengths, 1 << s.weight_bits, &index_table, error) ||
-      !DecodeHuffman(s.gap_data, s.gap_bytes, gaps_table, s.entries, &gaps, error) ||
+  if (!BuildHuffmanTable(s.index_lengths, 1 << s.weight_bits, &index_table, error) ||
       !DecodeHuffman(s.index_data, s.index_bytes, index_table, s.entries, &indices, error)) {
+    return false;
+  }
+  if (dense) {
+    for (int64_t e = 0; e < size; ++e) out[e] = s.codebook[indices[static_cast<size_t>(e)]];
+    return true;
+  }
+  if (!BuildHuffmanTable(s.gap_lengths, 1 << s.gap_bits, &gaps_table, error) ||
+      !DecodeHuffman(s.gap_data, s.gap_bytes, gaps_table, s.entries, &gaps, error)) {
     return false;
   }
   std::fill(out, out + size, 0.0f);

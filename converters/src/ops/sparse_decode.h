@@ -8,6 +8,8 @@
 //   Index 0 is the filler entry (codebook[0] = 0) that bridges a gap longer than
 //   2^gap_bits - 1. Both streams are canonical Huffman codes given by one length per
 //   symbol, bits most significant first.
+//   Dense mode, gap_bits = 0: entries = the kernel's size, out[e] = codebook[index_e] (index 0,
+//   a zero, coded like any other), and the gap stream is not read (it is absent).
 #ifndef TFCOMPRESS_OPS_SPARSE_DECODE_H_
 #define TFCOMPRESS_OPS_SPARSE_DECODE_H_
 
@@ -38,7 +40,7 @@ struct SparseStreams {
   const uint8_t* gap_data = nullptr;
   size_t gap_bytes = 0;
   const uint8_t* gap_lengths = nullptr;
-  int gap_bits = 0;
+  int gap_bits = 0;  // 0: dense mode (no gap stream)
   const uint8_t* index_data = nullptr;
   size_t index_bytes = 0;
   const uint8_t* index_lengths = nullptr;

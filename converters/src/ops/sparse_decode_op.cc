@@ -8,7 +8,8 @@
 //          reads (CONV_2D: [C_out, kh, kw, C_in]; FULLY_CONNECTED: [C_out, C_in]),
 //          a constant (kTfLiteMmapRo) tensor owned by the delegate, which XNNPACK and the
 //          builtin kernels read as static weights.
-// options: entries, gap_bits, weight_bits, rank, dim0 .. dim3
+// options: entries, gap_bits (0: dense mode, the gap stream is a 1-byte placeholder that is not
+//          read), weight_bits, rank, dim0 .. dim3
 #include <string>
 #include <vector>
 
@@ -51,8 +52,8 @@ std::string Decode(TfLiteContext* context, const OpNode& node, std::vector<int>*
       !options.GetInt("rank", 0, &rank, &error)) {
     return error;
   }
-  if (entries < 0 || gap_bits < 1 || gap_bits > 8 || weight_bits < 1 || weight_bits > 8 || rank < 1 || rank > 4) {
-    return "options entries >= 0, gap_bits and weight_bits in [1, 8], rank in [1, 4] needed";
+  if (entries < 0 || gap_bits < 0 || gap_bits > 8 || weight_bits < 1 || weight_bits > 8 || rank < 1 || rank > 4) {
+    return "options entries >= 0, gap_bits in [0, 8] (0: dense mode), weight_bits in [1, 8], rank in [1, 4] needed";
   }
   shape->clear();
   int64_t size = 1;
