@@ -59,7 +59,30 @@ def why_no_gain(result: dict) -> list[str]:
         "soft-target entropies above) passes even less.",
         "- The distilled students do follow the teacher (agreement and KL columns) but the student itself is",
         "  small (ResNet-8 w16) and underfits under augmentation and mixup.",
+        *headroom_lines(result),
         "- One test image is 0.15 points; compare the seed-to-seed spread below with the gain sought.",
+    ]
+
+
+def headroom_lines(result: dict) -> list[str]:
+    """The teacher's headroom over the scratch students, and how much of it the distilled students took."""
+    scratch = [row["headroom"] for row in result["scratch"] if "headroom" in row]
+    distilled = [row["headroom"] for row in result["distilled"] if "headroom" in row]
+    if not scratch or not distilled:
+        return []
+    images = result["scratch"][0]["test_images"]
+
+    def mean(rows: list[dict], key: str) -> float:
+        return statistics.mean(row[key] for row in rows)
+
+    right, wrong = mean(scratch, "teacher_right_student_wrong"), mean(scratch, "teacher_wrong_student_right")
+    return [
+        f"- Headroom: on {images} test images the teacher is right where a scratch student is wrong on {right:.1f} "
+        f"images and wrong where it is right on {wrong:.1f} (means over seeds): a student that copied the teacher "
+        f"exactly would gain {100 * (right - wrong) / images:.1f} points, and that only by copying its mistakes too. "
+        f"The distilled students: {mean(distilled, 'teacher_right_student_wrong'):.1f} and "
+        f"{mean(distilled, 'teacher_wrong_student_right'):.1f}; both students and teacher are wrong on "
+        f"{mean(scratch, 'both_wrong'):.1f} (scratch) / {mean(distilled, 'both_wrong'):.1f} (distilled) images.",
     ]
 
 
@@ -83,6 +106,26 @@ def test_images(data_dir: str | None, size: int) -> np.ndarray:
     return load_split(data_dir, "test", size).images
 
 
+@functools.cache
+def test_labels(data_dir: str | None) -> np.ndarray:
+    return load_split(data_dir, "test", 32).labels
+
+
+def headroom(teacher_logits: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
+    """What imitating the teacher could change: test images it gets right where the student is wrong, and back.
+
+    ``teacher_right_student_wrong - teacher_wrong_student_right`` is the top-1 gain (in images) of a student
+    that copied the teacher's every decision; no distillation loss can transfer more than the first count.
+    """
+    teacher_right = teacher_logits.argmax(1) == labels
+    student_right = logits.argmax(1) == labels
+    return {
+        "teacher_right_student_wrong": int(np.sum(teacher_right & ~student_right)),
+        "teacher_wrong_student_right": int(np.sum(~teacher_right & student_right)),
+        "both_wrong": int(np.sum(~teacher_right & ~student_right)),
+    }
+
+
 def measure(tflite: Path, data_dir, teacher_logits: np.ndarray | None) -> dict:
     """Top-1, bytes, latency at 1 and 2 threads; agreement and KL with the teacher when given."""
     one = evaluate(tflite, data_dir, "test", threads=1, runs=LATENCY_RUNS, warmup=20)
@@ -102,6 +145,7 @@ def measure(tflite: Path, data_dir, teacher_logits: np.ndarray | None) -> dict:
         p, q = _softmax(teacher_logits), _softmax(logits)
         row["agreement_with_teacher"] = float(np.mean(p.argmax(1) == q.argmax(1)))
         row["kl_to_teacher"] = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
+        row["headroom"] = headroom(teacher_logits, logits, test_labels(data_dir))
     return row
 
 

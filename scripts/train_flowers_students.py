@@ -1,7 +1,7 @@
 """Train the flowers students of the distillation benchmark, and ship the seed-0 pair.
 
 Four runs of the same student (ResNet-8, width 16, 96 px) with the same recipe, epochs and
-augmentation (:mod:`tfcompress.training`; 30 epochs, mixup 0.2: a distilled student gets the
+augmentation (:mod:`tfcompress.training`; 60 epochs, mixup 0.2: a distilled student gets the
 teacher's soft targets for the very mixed image it sees): two from scratch (seeds 0 and 1) and two
 distilled from the float teacher ``models/flowers_float.keras`` (seeds 0 and 1,
 temperature 4, hard-loss weight alpha 0.1,
@@ -28,7 +28,7 @@ from pathlib import Path
 WORK = Path("models/.work/distill")
 TEACHER = Path("models/flowers_float.keras")
 STUDENT = {"model": "resnet8", "width": 16, "image_size": 96, "mixup": 0.2}
-EPOCHS = 30
+EPOCHS = 60
 TEMPERATURE = 4.0
 ALPHA = 0.1
 SEEDS = (0, 1)

@@ -289,3 +289,21 @@ def test_a_student_smaller_than_its_teacher_sees_the_teachers_batch_resized(tmp_
     assert resized_input(saved, 24) is saved
     with pytest.raises(TfcompressError, match="one input size"):
         distill(tmp_path / "a.keras", teacher, image_folder, config, attention_pairs=[("stem_conv", "stem_conv")])
+
+
+def test_distill_benchmark_headroom_counts_what_imitating_the_teacher_could_change():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill", root / "benchmarks/distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    labels = np.array([0, 1, 2, 0, 1])
+    teacher = np.eye(3)[[0, 1, 1, 0, 2]] * 5.0  # right on images 0, 1, 3
+    student = np.eye(3)[[0, 0, 2, 1, 2]] * 5.0  # right on images 0, 2
+    assert benchmark.headroom(teacher, student, labels) == {
+        "teacher_right_student_wrong": 2,  # images 1 and 3
+        "teacher_wrong_student_right": 1,  # image 2
+        "both_wrong": 1,  # image 4
+    }
