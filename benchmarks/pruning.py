@@ -1,12 +1,14 @@
 """Pruning figures: our shipped pruned / Deep Compression / slim files against the float file and tfmot.
 
-    nice -n 5 .venv/bin/python benchmarks/pruning.py [--repeats 3] [--runs 50]
+    nice -n 5 .venv/bin/python benchmarks/pruning.py [--rounds 15] [--runs 20]
 
 For each ``.tflite`` (float, ``flowers_pruned``, ``flowers_dc``, ``flowers_slim``, and tfmot's
 80% pruned file): bytes, bytes after ``gzip -9``, top-1 on flowers5 ``test.txt`` through
-:func:`tfcompress.runtime.Interpreter`, and batch-1 latency at 1 and 2 threads (the median
-over ``--repeats`` runs of :func:`tfcompress.evaluate.evaluate`, each the median of ``--runs``
-invocations), plus parameters and MACs of the Keras models.
+:func:`tfcompress.runtime.Interpreter`, and batch-1 latency at 1 and 2 threads, plus parameters
+and MACs of the Keras models. Latency: all interpreters live at once and are timed in
+``--rounds`` interleaved rounds of ``--runs`` invokes each
+(:func:`tfcompress.latency.interleaved_latency`); a row gives the median of its round medians,
+so a drift in the shared machine's load touches every model alike.
 
 tfmot (0.8.1) needs Keras 2: it runs in a throwaway venv (``build/tfmot_venv``, made on first use:
 tf-keras and tensorflow-model-optimization over this project's site-packages), started as a subprocess of
@@ -38,8 +40,8 @@ WORK = ROOT / "models/.work/pruning/bench"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default=str(ROOT / "models/flowers_float.keras"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds")
+    parser.add_argument("--runs", type=int, default=20, help="timed invokes per model, thread count and round")
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results"))
     parser.add_argument("--tfmot-worker", nargs=2, metavar=("WEIGHTS.npz", "OUT.tflite"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -137,26 +139,39 @@ def run_tfmot(teacher) -> tuple[Path, dict]:
 # --- measurements ---------------------------------------------------------------------
 
 
-def measure(path: Path, repeats: int, runs: int) -> dict:
+def measure(files: dict[str, Path], rounds: int, runs: int) -> dict[str, dict]:
+    """Bytes, gzip bytes, top-1 on test.txt, and interleaved batch-1 latency at 1 and 2 threads, per file."""
     import numpy as np
 
-    from tfcompress.evaluate import evaluate
+    from tfcompress.evaluate import TFLiteClassifier, evaluate
+    from tfcompress.latency import interleaved_latency
     from tfcompress.pruning.export import gzip_size
 
-    row = {
-        "file": str(path.relative_to(ROOT)),
-        "bytes": path.stat().st_size,
-        "gzip_bytes": gzip_size(path.read_bytes()),
-    }
-    for threads in (1, 2):
-        medians = []
-        for _ in range(repeats):
-            result = evaluate(path, None, "test", threads=threads, runs=runs)
-            medians.append(result.latency_ms_median)
-            row["top1"] = result.accuracy
-            row["images"] = result.images
-        row[f"latency_ms_{threads}t"] = float(np.median(medians))
-    return row
+    rows, classifiers, inputs = {}, {}, {}
+    for name, path in files.items():
+        result = evaluate(path, None, "test", threads=1, runs=1, warmup=0)  # accuracy; latency below
+        rows[name] = {
+            "file": str(path.relative_to(ROOT)),
+            "bytes": path.stat().st_size,
+            "gzip_bytes": gzip_size(path.read_bytes()),
+            "top1": result.accuracy,
+            "images": result.images,
+        }
+        print(name, rows[name], flush=True)
+        for threads in (1, 2):
+            classifier = TFLiteClassifier(path, threads)
+            size = int(classifier.input["shape"][1])
+            classifiers[(name, threads)] = classifier
+            inputs[(name, threads)] = classifier.prepare(np.random.default_rng(0).uniform(0, 255, (size, size, 3)))
+    latency = interleaved_latency(
+        {key: (lambda c=c, x=inputs[key]: c.run(x)) for key, c in classifiers.items()},
+        rounds,
+        runs,
+        progress=lambda done, total: print(f"latency round {done}/{total}", flush=True),
+    )
+    for (name, threads), figures in latency.items():
+        rows[name][f"latency_ms_{threads}t"] = figures.ms_median
+    return rows
 
 
 def markdown(rows: dict[str, dict], counts: dict[str, dict], tfmot_info: dict, image_size: int) -> str:
@@ -165,8 +180,9 @@ def markdown(rows: dict[str, dict], counts: dict[str, dict], tfmot_info: dict, i
         f"# Pruning on the flowers ResNet-18 (width 32, {image_size} px)",
         "",
         "Reproduce: `nice -n 5 .venv/bin/python benchmarks/pruning.py` after scripts/make_flowers_*.py.",
-        "Top-1 on flowers5 test.txt through the TFLite runtime; latency is batch 1, the median over repeated runs,",
-        "on a 2-core machine shared with other jobs (compare rows, not absolute numbers).",
+        "Top-1 on flowers5 test.txt through the TFLite runtime; latency is batch 1, all models timed in interleaved",
+        "rounds (median of the round medians), on a 2-core machine shared with other jobs (compare rows, not",
+        "absolute numbers).",
         "",
         "| model | bytes | x smaller | gzip -9 bytes | top-1 | ms 1 thread | ms 2 threads | params (nonzero) | MACs |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -213,11 +229,7 @@ def main() -> None:
         "ours Deep Compression": ROOT / "models/flowers_dc.tflite",
         "ours slim": ROOT / "models/flowers_slim.tflite",
     }
-    rows = {}
-    for name, path in files.items():
-        if path.is_file():
-            rows[name] = measure(path, args.repeats, args.runs)
-            print(name, rows[name], flush=True)
+    rows = measure({name: path for name, path in files.items() if path.is_file()}, args.rounds, args.runs)
     counts = {"float": model_counts(teacher)}
     for name, stem in (("ours 80% (EXPERIMENTAL_SPARSITY)", "flowers_pruned"), ("ours Deep Compression", "flowers_dc"),
                        ("ours slim", "flowers_slim")):  # fmt: skip
@@ -225,7 +237,7 @@ def main() -> None:
         if keras_path.is_file():
             counts[name] = model_counts(keras.models.load_model(keras_path, compile=False))
     results = Path(args.results)
-    summary = {"rows": rows, "counts": counts, "tfmot": tfmot_info, "repeats": args.repeats, "runs": args.runs}
+    summary = {"rows": rows, "counts": counts, "tfmot": tfmot_info, "rounds": args.rounds, "runs": args.runs}
     write_text_atomic(results / "pruning.json", json.dumps(summary, indent=2) + "\n", force=True)
     write_text_atomic(
         results / "pruning.md", markdown(rows, counts, tfmot_info, int(teacher.inputs[0].shape[1])), force=True
