@@ -186,10 +186,14 @@ def markdown(result: dict) -> str:
         "",
     ]
     for kind in result["ablations"]:
-        lines.append(
-            f"Ablation {kind}: mean top-1 {100 * _mean(result[kind], 'top1'):.2f}% "
-            f"({100 * (_mean(result[kind], 'top1') - summary['scratch_top1_mean']):+.2f} points over scratch)."
-        )
+        seeds = [row["seed"] for row in result[kind]]
+        same_seeds = [row for row in result["scratch"] if row["seed"] in seeds]
+        mean = _mean(result[kind], "top1")
+        lines += [
+            f"Ablation {kind}, seed(s) {', '.join(map(str, seeds))}: mean top-1 {100 * mean:.2f}% "
+            f"({100 * (mean - _mean(same_seeds, 'top1')):+.2f} points over scratch with the same seed(s)).",
+            "",
+        ]
     soft = teacher["soft_targets"]
     lines += [
         "",
