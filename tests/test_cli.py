@@ -62,6 +62,7 @@ def test_train_convert_eval_report_end_to_end(tmp_path, image_folder, capsys):
     model = tmp_path / "m.keras"
     common = ["--data", str(image_folder)]
     argv = ["train", "--model", "resnet8", "--width", "4", "--image-size", "16", "--epochs", "1", "--batch-size", "4"]
+    argv += ["--mixup", "0.2", "--cutmix", "1.0", "--keep", "last"]
     assert main([*argv, *common, "-o", str(model)]) == 0
     assert (
         main(

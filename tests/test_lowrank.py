@@ -272,3 +272,71 @@ def test_cli_factorize_meets_a_mac_target_and_reports_errors_in_one_line(image_f
     assert status == 2
     assert error.startswith("tfcompress factorize: error:") and "rank must be positive" in error
     assert "\n" not in error
+
+
+def split_cp_reference(x: np.ndarray, kernels: list[np.ndarray], strides: tuple[int, int], padding: str) -> np.ndarray:
+    """CP's four factors applied one after the other, strides split as (s_h, 1) then (1, s_w).
+
+    Regular convolutions with diagonal kernels stand in for the depthwise factors: TensorFlow's
+    CPU kernels run unequal strides for those.
+    """
+    import tensorflow as tf
+
+    first, vertical, horizontal, last = kernels
+    rank = first.shape[-1]
+
+    def diagonal(kernel):  # (kh, kw, R, 1) depthwise -> (kh, kw, R, R) regular
+        return kernel * np.eye(rank, dtype=np.float32)[None, None]
+
+    y = tf.nn.conv2d(x, first, 1, "VALID")
+    y = tf.nn.conv2d(y, diagonal(vertical), (1, strides[0], 1, 1), padding.upper())
+    y = tf.nn.conv2d(y, diagonal(horizontal), (1, 1, strides[1], 1), padding.upper())
+    return np.asarray(tf.nn.conv2d(y, last, 1, "VALID"))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("size", [12, 13])
+def test_strided_cp_merges_its_depthwise_factors_into_the_split_composition(padding, size):
+    from tfcompress.lowrank.decompose import cp
+
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((size, size, 5))
+    outputs = keras.layers.Conv2D(7, 3, strides=2, padding=padding, use_bias=False, name="conv")(inputs)
+    model = keras.Model(inputs, outputs)
+    factored = factorize(model, "cp", rank={"conv": 6}, cp_iterations=20)
+    names = [layer.name for layer in factored.layers[1:]]
+    assert names == ["conv_cp_in", "conv_cp_vh", "conv_cp_out"]
+    merged = factored.get_layer("conv_cp_vh")
+    assert merged.kernel_size == (3, 3) and merged.strides == (2, 2)
+    x = np.random.default_rng(5).normal(size=(2, size, size, 5)).astype(np.float32)
+    kernels = cp(model.get_layer("conv").kernel.numpy(), 6, 20, 0)
+    reference = split_cp_reference(x, kernels, (2, 2), padding)
+    np.testing.assert_allclose(factored(x), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_strided_cp_runs_on_tensorflows_own_cpu_kernels(tmp_path):
+    import subprocess
+    import sys
+
+    script = """
+import os
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+import tensorflow  # before tfcompress: nothing can switch oneDNN back on
+import keras, numpy as np
+from tfcompress.lowrank import factorize
+from tfcompress.lowrank.decompose import cp
+inputs = keras.Input((9, 9, 16))
+model = keras.Model(inputs, keras.layers.Conv2D(24, 3, strides=2, padding="same", use_bias=False)(inputs))
+factored = factorize(model, "cp", rank=8, cp_iterations=20)
+first, vertical, horizontal, last = cp(model.layers[1].kernel.numpy(), 8, 20, 0)
+# The kernel the four factors stand for: K[i, j, c, n] = sum_r first[c, r] v[i, r] h[j, r] last[r, n].
+kernel = np.einsum("cr,ir,jr,rn->ijcn", first[0, 0], vertical[:, 0, :, 0], horizontal[0, :, :, 0], last[0, 0])
+x = np.random.default_rng(0).normal(size=(2, 9, 9, 16)).astype(np.float32)
+reference = tensorflow.nn.conv2d(x, kernel, 2, "SAME").numpy()
+error = np.abs(factored(x).numpy() - reference).max() / np.abs(reference).max()
+print(f"relative error {error:.2e}")
+assert error < 1e-5, error
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "relative error" in result.stdout

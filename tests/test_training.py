@@ -117,3 +117,67 @@ def test_mixup_mixes_images_and_labels_with_the_same_weight():
     # Each mixed image is the label-weighted blend of the class images it came from.
     np.testing.assert_allclose(mixed_images[:, 0, 0, 0], mixed_labels @ class_values, rtol=1e-5)
     assert not np.allclose(mixed_labels, labels)
+
+
+def test_cutmix_pastes_one_box_and_labels_follow_its_area():
+    from tfcompress.training import cutmix_batch
+
+    class_values = np.array([10.0, 100.0, 200.0], np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    images = np.ones((6, 12, 10, 3), np.float32) * (labels @ class_values)[:, None, None, None]
+    mixed_any = False
+    for seed in range(6):
+        keras.utils.set_random_seed(seed)
+        mixed_images, mixed_labels = (np.asarray(t) for t in cutmix_batch(images, labels, 1.0))
+        np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, rtol=1e-6)
+        # The label weights are the pixel fractions of each source image.
+        np.testing.assert_allclose(mixed_images.mean(axis=(1, 2, 3)), mixed_labels @ class_values, rtol=1e-5)
+        changed = np.any(mixed_images != images, axis=(0, 3))  # pixels pasted in at least one image
+        if changed.any():
+            mixed_any = True
+            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+            assert changed[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all(), "pasted region not a box"
+    assert mixed_any
+
+
+def test_mix_batch_without_mixing_is_the_identity_and_with_both_keeps_labels_consistent():
+    from tfcompress.training import mix_batch
+
+    class_values = np.array([10.0, 100.0, 200.0], np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    images = np.ones((6, 8, 8, 3), np.float32) * (labels @ class_values)[:, None, None, None]
+    same_images, same_labels = mix_batch(images, labels)
+    np.testing.assert_array_equal(np.asarray(same_images), images)
+    np.testing.assert_array_equal(np.asarray(same_labels), labels)
+    for seed in range(4):
+        keras.utils.set_random_seed(seed)
+        mixed_images, mixed_labels = (np.asarray(t) for t in mix_batch(images, labels, mixup=0.4, cutmix=1.0))
+        np.testing.assert_allclose(mixed_images.mean(axis=(1, 2, 3)), mixed_labels @ class_values, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("keep", "kept_epoch"), [("best", 0), ("last", 1)])
+def test_keep_chooses_the_best_validation_epoch_or_the_last(monkeypatch, image_folder, tmp_path, keep, kept_epoch):
+    from dataclasses import replace
+
+    from tfcompress import training
+
+    scores = iter([0.9, 0.1])  # the first epoch validates best
+    snapshots = []
+
+    def scripted_accuracy(self) -> float:
+        snapshots.append(self.model.get_weights())
+        return next(scores)
+
+    monkeypatch.setattr(training.ValidationAccuracy, "accuracy", scripted_accuracy)
+    model = train(tmp_path / "m.keras", image_folder, replace(TINY, keep=keep), verbose=0)
+    assert len(snapshots) == 2
+    for kept, expected in zip(model.get_weights(), snapshots[kept_epoch], strict=True):
+        np.testing.assert_array_equal(kept, expected)
+    assert any(not np.array_equal(a, b) for a, b in zip(snapshots[0], snapshots[1], strict=True))
+
+
+def test_unknown_keep_is_refused(image_folder, tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(TfcompressError, match="keep must be one of best, last, got 'middle'"):
+        train(tmp_path / "m.keras", image_folder, replace(TINY, keep="middle"), verbose=0)

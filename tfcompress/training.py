@@ -43,8 +43,13 @@ class TrainConfig:
     label_smoothing: float = 0.1
     warmup_epochs: int = 3
     mixup: float = 0.0
+    cutmix: float = 0.0
     seed: int = 0
     precision: str = "float32"
+    keep: str = "best"
+
+
+KEEP_CHOICES = ("best", "last")
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -130,15 +135,66 @@ def mixup_batch(images, labels, alpha: float):
     return images, labels
 
 
-def one_hot_dataset(image_set: ImageSet, batch_size: int, training: bool, seed: int, mixup: float = 0.0):
-    """Batches of (images, one-hot labels); training batches are augmented and optionally mixed up."""
+def cutmix_batch(images, labels, alpha: float):
+    """CutMix (Yun et al. 2019): paste a box of ``x_j`` into ``x_i``; ``y = l y_i + (1 - l) y_j``.
+
+    ``l ~ Beta(a, a)`` sets the box's target area ``(1 - l) H W``; the box is centred uniformly
+    at random and clipped to the image, and ``l`` is then recomputed as ``1 - box area / (H W)``
+    so that the labels match the pixels. One box per batch; ``j`` is a random permutation of the batch.
+    """
+    import tensorflow as tf
+
+    first = tf.random.gamma([], alpha)
+    second = tf.random.gamma([], alpha)
+    weight = first / (first + second)
+    height = tf.shape(images)[1]
+    width = tf.shape(images)[2]
+    side = tf.sqrt(1.0 - weight)
+    box_h = tf.cast(tf.round(side * tf.cast(height, tf.float32)), tf.int32)
+    box_w = tf.cast(tf.round(side * tf.cast(width, tf.float32)), tf.int32)
+    centre_y = tf.random.uniform([], 0, height, dtype=tf.int32)
+    centre_x = tf.random.uniform([], 0, width, dtype=tf.int32)
+    top, bottom = tf.maximum(centre_y - box_h // 2, 0), tf.minimum(centre_y + (box_h + 1) // 2, height)
+    left, right = tf.maximum(centre_x - box_w // 2, 0), tf.minimum(centre_x + (box_w + 1) // 2, width)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+    mask = tf.cast(inside, images.dtype)[None, :, :, None]
+    order = tf.random.shuffle(tf.range(tf.shape(images)[0]))
+    images = (1.0 - mask) * images + mask * tf.gather(images, order)
+    weight = 1.0 - tf.reduce_mean(mask)
+    labels = weight * labels + (1.0 - weight) * tf.gather(labels, order)
+    return images, labels
+
+
+def mix_batch(images, labels, mixup: float = 0.0, cutmix: float = 0.0):
+    """Mixup and/or CutMix on one batch: with both on, each batch gets one of them at random (p = 1/2)."""
+    import tensorflow as tf
+
+    if mixup > 0 and cutmix > 0:
+        return tf.cond(
+            tf.random.uniform([]) < 0.5,
+            lambda: mixup_batch(images, labels, mixup),
+            lambda: cutmix_batch(images, labels, cutmix),
+        )
+    if mixup > 0:
+        return mixup_batch(images, labels, mixup)
+    if cutmix > 0:
+        return cutmix_batch(images, labels, cutmix)
+    return images, labels
+
+
+def one_hot_dataset(
+    image_set: ImageSet, batch_size: int, training: bool, seed: int, mixup: float = 0.0, cutmix: float = 0.0
+):
+    """Batches of (images, one-hot labels); training batches are augmented and optionally mixed (mixup/CutMix)."""
     import tensorflow as tf
 
     classes = len(image_set.class_names)
     dataset = make_dataset(image_set, batch_size, training=training, seed=seed)
     dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
-    if training and mixup > 0:
-        dataset = dataset.map(lambda x, y: mixup_batch(x, y, mixup))
+    if training and (mixup > 0 or cutmix > 0):
+        dataset = dataset.map(lambda x, y: mix_batch(x, y, mixup, cutmix))
     return dataset
 
 
@@ -227,8 +283,8 @@ def train(
 
             model.set_weights(load_keras_model(init_from).get_weights())
         compile_for_training(model, config, steps_per_epoch)
-    train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
-    fit_keeping_best(model, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
+    train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup, config.cutmix)
+    fit_keeping_best(model, train_data, val_set, config.epochs, batch_size, backup_dir, verbose, config.keep)
     if config.precision != "float32":  # ship float32: the same weights in a float32-policy model
         with dtype_policy("float32"):
             trained, model = model, build()
@@ -245,12 +301,19 @@ def fit_keeping_best(
     batch_size: int,
     backup_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
+    keep: str = "best",
 ) -> keras.Model:
     """Fit ``model`` on ``train_data``, then restore the weights of the epoch with the best validation top-1.
 
     Validation accuracy comes from :class:`ValidationAccuracy`; ``backup_dir`` keeps the state
-    that lets an interrupted run resume (``keras.callbacks.BackupAndRestore``).
+    that lets an interrupted run resume (``keras.callbacks.BackupAndRestore``). ``keep="last"``
+    keeps the final weights instead (the end of the cosine schedule; validation is still reported).
+
+    Raises:
+        TfcompressError: ``keep`` is not one of :data:`KEEP_CHOICES`.
     """
+    if keep not in KEEP_CHOICES:
+        raise TfcompressError(f"keep must be one of {', '.join(KEEP_CHOICES)}, got {keep!r}")
     with tempfile.TemporaryDirectory() as scratch:
         best_path = Path(scratch) / "best.weights.h5"
         callbacks: list[keras.callbacks.Callback] = [
@@ -262,7 +325,7 @@ def fit_keeping_best(
         if backup_dir is not None:
             callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
         model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
-        if best_path.exists():  # absent only when a resumed run had no epoch left to train
+        if keep == "best" and best_path.exists():  # absent only when a resumed run had no epoch left
             model.load_weights(best_path)
     return model
 

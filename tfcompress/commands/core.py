@@ -16,7 +16,7 @@ def positive_int(value: str) -> int:
     return number
 
 
-RECIPE_OPTIONS = ("image_size", "epochs", "batch_size", "learning_rate", "seed", "label_smoothing", "mixup")
+RECIPE_OPTIONS = ("image_size", "epochs", "batch_size", "learning_rate", "seed", "label_smoothing", "mixup", "cutmix")
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, epochs: int = 80) -> None:
@@ -31,6 +31,12 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, epochs: int = 80) -> N
     )
     parser.add_argument(
         "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
+    )
+    parser.add_argument(
+        "--cutmix",
+        type=float,
+        default=0.0,
+        help="CutMix Beta(a, a) parameter a; 0 turns it off (Yun et al. 2019); with --mixup, one of the two per batch",
     )
 
 
@@ -70,7 +76,9 @@ def add_output_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tfcompress.training import TrainConfig, train
 
-    config = TrainConfig(model=args.model, width=args.width, precision=args.precision, **recipe_options(args))
+    config = TrainConfig(
+        model=args.model, width=args.width, precision=args.precision, keep=args.keep, **recipe_options(args)
+    )
     train(
         args.output,
         args.data,
@@ -129,6 +137,12 @@ def add_commands(subparsers) -> None:
         "--devices",
         type=_devices,
         help="N devices (MirroredStrategy; N logical CPUs without a GPU) or a list like /cpu:0,/cpu:1",
+    )
+    train.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default="best",
+        help="save the weights of the best validation epoch (default) or of the last epoch",
     )
     train.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
     train.add_argument("--limit", type=positive_int, help="use only this many images per split (quick runs)")

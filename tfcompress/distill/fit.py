@@ -142,7 +142,7 @@ def distill(
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
         distiller(keras.ops.zeros((1, data_size, data_size, 3)))  # built, for BackupAndRestore
-    train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup)
+    train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup, config.cutmix)
     fit_keeping_best(distiller, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
     result = distiller.student
     if trained is not student:  # the resizing shell: the student is its last layer

@@ -73,7 +73,8 @@ def factorize(
         model: a Functional or built Sequential Keras model.
         method: for ``kh x kw`` convs: ``"svd"`` (kxk then 1x1), ``"spatial_svd"`` (kx1 then
             1xk; Jaderberg et al. 2014), ``"tucker2"`` (1x1, kxk core, 1x1; Kim et al. 2016)
-            or ``"cp"`` (1x1, depthwise kx1, depthwise 1xk, 1x1; Lebedev et al. 2015).
+            or ``"cp"`` (1x1, depthwise kx1, depthwise 1xk, 1x1; Lebedev et al. 2015; a strided
+            conv gets one depthwise kxk conv, the outer product of the two, instead).
             Dense layers and 1x1 convs always use truncated SVD.
         rank: one rank for every layer (a pair ``(r_in, r_out)`` for Tucker-2), a dict
             ``{layer name: rank}``, or ``"vbmf"`` (EVBMF, Nakajima et al. 2013).

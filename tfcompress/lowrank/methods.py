@@ -200,12 +200,31 @@ def _plain_replacement(info: LayerInfo, method: str, rank: Rank, dtype) -> list[
             _conv(f"{name}_tk_core", rank[1], (kh, kw), info.strides, pad, info.dilation, dtype),
             _conv(f"{name}_tk_out", n, 1, dtype=dtype),
         ]
+    if cp_merges_depthwise(info):
+        return [
+            _conv(f"{name}_cp_in", rank, 1, dtype=dtype),
+            _depthwise(f"{name}_cp_vh", (kh, kw), (sh, sw), pad, (dh, dw), dtype),
+            _conv(f"{name}_cp_out", n, 1, dtype=dtype),
+        ]
     return [
         _conv(f"{name}_cp_in", rank, 1, dtype=dtype),
-        _depthwise(f"{name}_cp_v", (kh, 1), (sh, 1), pad, (dh, 1), dtype),
-        _depthwise(f"{name}_cp_h", (1, kw), (1, sw), pad, (1, dw), dtype),
+        _depthwise(f"{name}_cp_v", (kh, 1), (1, 1), pad, (dh, 1), dtype),
+        _depthwise(f"{name}_cp_h", (1, kw), (1, 1), pad, (1, dw), dtype),
         _conv(f"{name}_cp_out", n, 1, dtype=dtype),
     ]
+
+
+def cp_merges_depthwise(info: LayerInfo) -> bool:
+    """Whether CP replaces a strided conv's kx1 and 1xk depthwise factors by one kxk depthwise conv.
+
+    Split, a stride ``(s_h, s_w)`` would go to the factors as ``(s_h, 1)`` and ``(1, s_w)``:
+    depthwise convolutions with unequal strides, which TensorFlow's own CPU kernels reject.
+    Their composition is one depthwise conv whose per-channel kernel is the outer product
+    ``K_r[i, j] = v_r[i] h_r[j]`` with stride ``(s_h, s_w)``: the same result (padding, stride and
+    dilation act on each axis alone), and for ``k = 3, s = 2`` the same MACs per output,
+    ``R k^2 / s^2 = R (k / s + k / s^2)``, at ``R k^2`` instead of ``2 R k`` weights.
+    """
+    return tuple(info.strides) != (1, 1)
 
 
 def _with_output_of(last: keras.layers.Layer, original: keras.layers.Layer | None) -> keras.layers.Layer:
@@ -246,7 +265,10 @@ def factor_kernels(info: LayerInfo, method: str, rank: Rank, kernel: np.ndarray,
         return decompose.spatial_svd(kernel, rank)
     if method == "tucker2":
         return decompose.tucker2(kernel, rank, options.tucker_iterations)
-    return decompose.cp(kernel, rank, options.cp_iterations, options.seed)
+    first, vertical, horizontal, last = decompose.cp(kernel, rank, options.cp_iterations, options.seed)
+    if cp_merges_depthwise(info):
+        return [first, vertical * horizontal, last]  # (kh,1,R,1) * (1,kw,R,1): the outer product per channel
+    return [first, vertical, horizontal, last]
 
 
 def _spectra(info: LayerInfo, method: str, kernel: np.ndarray) -> list[np.ndarray]:
