@@ -15,7 +15,8 @@ shipped teacher, for (128/96)^2 = 1.78x its MACs. See the README (issue 2).
 
 ``cutmix-100`` (session 6): the shipped architecture and input size, 100 epochs, each batch mixed
 by mixup 0.2 or CutMix 1.0, the last weights kept (``tfcompress train ... --epochs 100 --mixup 0.2
---cutmix 1.0 --keep last``); about two hours on 2 cores (75 s per epoch).
+--cutmix 1.0 --keep last``); about two hours on 2 cores (70 s per epoch). Its last weights scored
+73.69% on test.txt (79.71% val) against 73.85% for the shipped teacher: not shipped.
 """
 
 import argparse
