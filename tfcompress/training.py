@@ -3,10 +3,11 @@
 Recipe (from-scratch, small data): SGD with Nesterov momentum 0.9, linear warm-up then
 cosine decay of the learning rate (Loshchilov & Hutter 2017, "SGDR"), decoupled weight
 decay on conv/dense kernels only, label smoothing 0.1 (Szegedy et al. 2016), random-resized
-crops, flips and colour jitter (:func:`tfcompress.data.augment_batch`), optionally mixup. The
-weights with the best validation accuracy are kept. ``precision="mixed_bfloat16"`` computes in
-bfloat16 with float32 weights (Micikevicius et al. 2018, "Mixed Precision Training"; 1.4x faster
-on CPUs with AVX512-BF16, ``benchmarks/precision.py``); the saved model is float32 either way.
+crops, flips and colour jitter (:func:`tfcompress.data.augment_batch`), optionally mixup and/or
+CutMix. The weights with the best validation accuracy are kept (or the last ones, ``keep="last"``).
+``precision="mixed_bfloat16"`` computes in bfloat16 with float32 weights (Micikevicius et al. 2018,
+"Mixed Precision Training"; 1.4x faster on CPUs with AVX512-BF16, ``benchmarks/precision.py``);
+the saved model is float32 either way.
 Training resumes from ``backup_dir`` after an interruption, and runs under
 ``tf.distribute.MirroredStrategy`` when several devices are given.
 """
