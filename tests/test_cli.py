@@ -90,3 +90,11 @@ def test_non_positive_counts_are_usage_errors(capsys):
         main(["eval", "m.tflite", "--threads", "0"])
     assert exit_info.value.code == 2
     assert "--threads: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value"), [("--mixup", "-0.2"), ("--cutmix", "nan"), ("--cutmix", "lots")])
+def test_negative_or_non_numeric_mixing_strengths_are_usage_errors(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", option, value, "-o", "m.keras"])
+    assert exit_info.value.code == 2
+    assert f"{option}: expected a number >= 0, got {value!r}" in capsys.readouterr().err

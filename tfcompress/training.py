@@ -120,6 +120,15 @@ def compile_for_training(model: keras.Model, config: TrainConfig, steps_per_epoc
     )
 
 
+def beta_sample(alpha: float):
+    """One draw of ``Beta(a, a)`` as ``G1 / (G1 + G2)`` with ``G1, G2 ~ Gamma(a)`` (a scalar tensor)."""
+    import tensorflow as tf
+
+    first = tf.random.gamma([], alpha)
+    second = tf.random.gamma([], alpha)
+    return first / (first + second)
+
+
 def mixup_batch(images, labels, alpha: float):
     """Mixup (Zhang et al. 2018): ``x = l x_i + (1 - l) x_j``, ``y = l y_i + (1 - l) y_j``, ``l ~ Beta(a, a)``.
 
@@ -127,9 +136,7 @@ def mixup_batch(images, labels, alpha: float):
     """
     import tensorflow as tf
 
-    first = tf.random.gamma([], alpha)
-    second = tf.random.gamma([], alpha)
-    weight = first / (first + second)
+    weight = beta_sample(alpha)
     order = tf.random.shuffle(tf.range(tf.shape(images)[0]))
     images = weight * images + (1.0 - weight) * tf.gather(images, order)
     labels = weight * labels + (1.0 - weight) * tf.gather(labels, order)
@@ -145,9 +152,7 @@ def cutmix_batch(images, labels, alpha: float):
     """
     import tensorflow as tf
 
-    first = tf.random.gamma([], alpha)
-    second = tf.random.gamma([], alpha)
-    weight = first / (first + second)
+    weight = beta_sample(alpha)
     height = tf.shape(images)[1]
     width = tf.shape(images)[2]
     side = tf.sqrt(1.0 - weight)

@@ -16,6 +16,17 @@ def positive_int(value: str) -> int:
     return number
 
 
+def non_negative_float(value: str) -> float:
+    """An argparse type: a number >= 0 (a bad value is a usage error, not a traceback)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
 RECIPE_OPTIONS = ("image_size", "epochs", "batch_size", "learning_rate", "seed", "label_smoothing", "mixup", "cutmix")
 
 
@@ -30,11 +41,14 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, epochs: int = 80) -> N
         "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
     )
     parser.add_argument(
-        "--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)"
+        "--mixup",
+        type=non_negative_float,
+        default=0.0,
+        help="mixup Beta(a, a) parameter a; 0 turns mixup off (Zhang et al. 2018)",
     )
     parser.add_argument(
         "--cutmix",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="CutMix Beta(a, a) parameter a; 0 turns it off (Yun et al. 2019); with --mixup, one of the two per batch",
     )
