@@ -9,6 +9,7 @@ Writes ``benchmarks/results/distill.json`` and ``distill.md``; with ``--cards`` 
 cards of the shipped students (``models/flowers_student{,_kd}.md``).
 
     .venv/bin/python benchmarks/distill.py [--teacher models/flowers_float.keras] [--cards] --force
+    .venv/bin/python benchmarks/distill.py --width 8 --force   # the narrower student -> distill_w8.{json,md}
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from train_flowers_students import (  # noqa: E402
     STUDENT,
     TEACHER_PRECISION,
     TEMPERATURE,
-    WORK,
+    student_settings,
+    work_dir,
 )
 
 from tfcompress.convert import convert  # noqa: E402
@@ -58,7 +60,7 @@ def why_no_gain(result: dict) -> list[str]:
         "there is little it knows that the student cannot learn from the labels; a flat teacher (see its "
         "soft-target entropies above) passes even less.",
         "- The distilled students do follow the teacher (agreement and KL columns) but the student itself is",
-        "  small (ResNet-8 w16) and underfits under augmentation and mixup.",
+        f"  small ({student_name(result_student(result))}) and underfits under augmentation and mixup.",
         *headroom_lines(result),
         "- One test image is 0.15 points; compare the seed-to-seed spread below with the gain sought.",
     ]
@@ -86,15 +88,29 @@ def headroom_lines(result: dict) -> list[str]:
     ]
 
 
+def result_student(result: dict) -> dict:
+    """The student settings a result was measured with (results saved before the field: the benchmark's)."""
+    return result.get("student", STUDENT)
+
+
+def student_name(student: dict) -> str:
+    return f"{student['model']} width {student['width']}"
+
+
+def results_stem(width: int) -> str:
+    """``distill`` for the benchmark's student, ``distill_w<width>`` for another width."""
+    return "distill" if width == STUDENT["width"] else f"distill_w{width}"
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
 
 
-def tflite_for(keras_path: Path) -> Path:
-    """The ``.tflite`` beside a ``.keras`` file in the work folder, converted once."""
-    target = ROOT / WORK / f"{keras_path.stem}.tflite"
+def tflite_for(keras_path: Path, work: Path) -> Path:
+    """The ``.tflite`` of a ``.keras`` file in the work folder, converted once (again when the ``.keras`` is newer)."""
+    target = ROOT / work / f"{keras_path.stem}.tflite"
     if not target.exists() or target.stat().st_mtime < keras_path.stat().st_mtime:
         convert(keras_path, target, force=True)
     return target
@@ -154,11 +170,12 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def markdown(result: dict) -> str:
+    student = result_student(result)
     lines = [
         "# Distillation on flowers5 (test.txt, through the .tflite runtime)",
         "",
-        f"Student: {STUDENT['model']} width {STUDENT['width']} at {STUDENT['image_size']} px, {EPOCHS} epochs, "
-        f"mixup {STUDENT['mixup']}, same recipe and augmentation for both; "
+        f"Student: {student_name(student)} at {student['image_size']} px, {EPOCHS} epochs, "
+        f"mixup {student['mixup']}, same recipe and augmentation for both; "
         f"distilled with T = {TEMPERATURE}, alpha (label weight) = {ALPHA}. "
         f"Teacher: `{result['teacher']['source']}`.",
         "",
@@ -265,12 +282,14 @@ def main() -> None:
     parser.add_argument("--teacher", default="models/flowers_float.keras", help="the teacher .keras used by the runs")
     parser.add_argument("--data", help="data folder (default: flowers5)")
     parser.add_argument("--cards", action="store_true", help="also write the cards of the shipped students")
+    parser.add_argument("--width", type=int, default=STUDENT["width"], help="student width of the runs measured")
     parser.add_argument("--force", action="store_true", help="overwrite result files")
-    parser.add_argument("--markdown-only", action="store_true", help="re-render distill.md from distill.json")
+    parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the saved .json")
     args = parser.parse_args()
+    stem, work = results_stem(args.width), work_dir(args.width)
     if args.markdown_only:
-        saved = json.loads((RESULTS / "distill.json").read_text())
-        write_text_atomic(RESULTS / "distill.md", markdown(saved), args.force)
+        saved = json.loads((RESULTS / f"{stem}.json").read_text())
+        write_text_atomic(RESULTS / f"{stem}.md", markdown(saved), args.force)
         print(markdown(saved))
         return
     import platform
@@ -278,28 +297,29 @@ def main() -> None:
     import tensorflow as tf
 
     teacher_path = ROOT / args.teacher
-    teacher = measure(tflite_for(teacher_path), args.data, None)
+    teacher = measure(tflite_for(teacher_path, work), args.data, None)
     teacher["source"] = args.teacher
     result = {
         "machine": f"{platform.machine()} {tf.config.threading.get_intra_op_parallelism_threads() or 'default'} "
         f"intra-op threads, shared 2-core CPU",
+        "student": student_settings(args.width),
         "teacher": teacher,
         "scratch": [],
         "distilled": [],
     }
     # Ablations: distilled runs with other settings, ``kd_T<T>_a<alpha>_s<seed>.keras``.
-    ablations = sorted({path.name.rsplit("_s", 1)[0] for path in (ROOT / WORK).glob("kd_T*_s*.keras")})
+    ablations = sorted({path.name.rsplit("_s", 1)[0] for path in (ROOT / work).glob("kd_T*_s*.keras")})
     result["ablations"] = [f"distilled {name[3:]}" for name in ablations]
     kinds = [("scratch", "scratch"), ("distilled", "kd")]
     kinds += [(f"distilled {name[3:]}", name) for name in ablations]
     for kind, prefix in kinds:
         result.setdefault(kind, [])
         for seed in SEEDS:
-            keras_path = ROOT / WORK / f"{prefix}_s{seed}.keras"
+            keras_path = ROOT / work / f"{prefix}_s{seed}.keras"
             if not keras_path.exists():
                 print(f"missing {keras_path}; run scripts/train_flowers_students.py first")
                 continue
-            row = measure(tflite_for(keras_path), args.data, teacher["logits"])
+            row = measure(tflite_for(keras_path, work), args.data, teacher["logits"])
             row["seed"] = seed
             result[kind].append(row)
             print(f"{kind} seed {seed}: top-1 {100 * row['top1']:.2f}%")
@@ -324,9 +344,9 @@ def main() -> None:
     for row in [teacher, *(row for kind, _ in kinds for row in result[kind])]:
         row.pop("logits")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS / "distill.json", json.dumps(result, indent=2) + "\n", args.force)
+    write_text_atomic(RESULTS / f"{stem}.json", json.dumps(result, indent=2) + "\n", args.force)
     if "summary" in result:
-        write_text_atomic(RESULTS / "distill.md", markdown(result), args.force)
+        write_text_atomic(RESULTS / f"{stem}.md", markdown(result), args.force)
         print(markdown(result))
     if args.cards:
         commands = {

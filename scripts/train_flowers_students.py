@@ -36,16 +36,27 @@ TEACHER_PRECISION = "float32"  # as the shipped students were made; mixed_bfloat
 SHIPPED = {"scratch_s0": "flowers_student", "kd_s0": "flowers_student_kd"}
 
 
-def run_scratch(seed: int) -> None:
+def student_settings(width: int = STUDENT["width"]) -> dict:
+    """The student of the benchmark, at another width when given (same model, recipe and image size)."""
+    return {**STUDENT, "width": width}
+
+
+def work_dir(width: int = STUDENT["width"]) -> Path:
+    """Where the runs of a student width live: ``WORK`` for the benchmark's width, ``WORK/w<width>`` otherwise."""
+    return WORK if width == STUDENT["width"] else WORK / f"w{width}"
+
+
+def run_scratch(seed: int, width: int = STUDENT["width"]) -> None:
     """One from-scratch student: exactly ``tfcompress train`` with the student's settings."""
     from tfcompress.training import TrainConfig, train
 
-    output = WORK / f"scratch_s{seed}.keras"
+    work = work_dir(width)
+    output = work / f"scratch_s{seed}.keras"
     if output.exists():
         print(f"{output} exists, skipping")
         return
-    config = TrainConfig(**STUDENT, epochs=EPOCHS, seed=seed)
-    train(output, config=config, backup_dir=WORK / f"scratch_s{seed}_backup", verbose=2)
+    config = TrainConfig(**student_settings(width), epochs=EPOCHS, seed=seed)
+    train(output, config=config, backup_dir=work / f"scratch_s{seed}_backup", verbose=2)
 
 
 def distilled_run_name(seed: int, temperature: float = TEMPERATURE, alpha: float = ALPHA) -> str:
@@ -55,20 +66,32 @@ def distilled_run_name(seed: int, temperature: float = TEMPERATURE, alpha: float
     return f"kd_T{temperature:g}_a{alpha:g}_s{seed}"
 
 
-def run_distilled(seed: int, teacher: Path, temperature: float = TEMPERATURE, alpha: float = ALPHA) -> None:
+def run_distilled(
+    seed: int,
+    teacher: Path,
+    temperature: float = TEMPERATURE,
+    alpha: float = ALPHA,
+    width: int = STUDENT["width"],
+) -> None:
     """One distilled student: the same recipe plus Hinton soft targets from the teacher."""
     from tfcompress.distill import DistillConfig, distill
 
+    work = work_dir(width)
     name = distilled_run_name(seed, temperature, alpha)
-    output = WORK / f"{name}.keras"
+    output = work / f"{name}.keras"
     if output.exists():
         print(f"{output} exists, skipping")
         return
-    (WORK / f"{name}.teacher").write_text(f"{teacher}\n")
+    (work / f"{name}.teacher").write_text(f"{teacher}\n")
     config = DistillConfig(
-        **STUDENT, epochs=EPOCHS, seed=seed, temperature=temperature, alpha=alpha, teacher_precision=TEACHER_PRECISION
+        **student_settings(width),
+        epochs=EPOCHS,
+        seed=seed,
+        temperature=temperature,
+        alpha=alpha,
+        teacher_precision=TEACHER_PRECISION,
     )
-    distill(output, teacher, config=config, backup_dir=WORK / f"{name}_backup", verbose=2)
+    distill(output, teacher, config=config, backup_dir=work / f"{name}_backup", verbose=2)
 
 
 def ship(force: bool) -> None:
@@ -91,16 +114,19 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=TEACHER, help="teacher of the distilled runs")
     parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="of the distilled runs (ablation)")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="label weight of the distilled runs (ablation)")
+    parser.add_argument(
+        "--width", type=int, default=STUDENT["width"], help="student width (runs of another width go to WORK/w<width>)"
+    )
     parser.add_argument("--ship", action="store_true", help="copy + convert the seed-0 students into models/")
     parser.add_argument("--force", action="store_true", help="overwrite shipped files")
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
+    work_dir(args.width).mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         if args.runs in ("scratch", "all"):
-            run_scratch(seed)
+            run_scratch(seed, args.width)
     for seed in args.seeds:
         if args.runs in ("kd", "all"):
-            run_distilled(seed, args.teacher, args.temperature, args.alpha)
+            run_distilled(seed, args.teacher, args.temperature, args.alpha, args.width)
     if args.ship:
         ship(args.force)
 

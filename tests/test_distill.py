@@ -307,3 +307,23 @@ def test_distill_benchmark_headroom_counts_what_imitating_the_teacher_could_chan
         "teacher_wrong_student_right": 1,  # image 2
         "both_wrong": 1,  # image 4
     }
+
+
+def test_distill_benchmark_keeps_other_student_widths_apart():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill_widths", root / "benchmarks/distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    width = benchmark.STUDENT["width"]
+    assert benchmark.work_dir(width) == Path("models/.work/distill")
+    assert benchmark.work_dir(8) == Path("models/.work/distill/w8")
+    assert (benchmark.results_stem(width), benchmark.results_stem(8)) == ("distill", "distill_w8")
+    assert benchmark.student_settings(8) == {**benchmark.STUDENT, "width": 8}
+    # a result saved before the student field was recorded reads as the benchmark's student
+    assert benchmark.result_student({}) == benchmark.STUDENT
+    assert benchmark.student_name(benchmark.result_student({"student": {"model": "resnet8", "width": 8}})) == (
+        "resnet8 width 8"
+    )
