@@ -165,6 +165,16 @@ def measure(tflite: Path, data_dir, teacher_logits: np.ndarray | None) -> dict:
     return row
 
 
+def other_teacher(work: Path, prefix: str, benchmark_teacher: str) -> str | None:
+    """The teacher an ablation's runs were distilled from (their ``.teacher`` file), if not the benchmark's."""
+    for seed in SEEDS:
+        record = ROOT / work / f"{prefix}_s{seed}.teacher"
+        if record.exists():
+            source = record.read_text().strip()
+            return None if Path(source) == Path(benchmark_teacher) else source
+    return None
+
+
 def _mean(rows: list[dict], key: str) -> float:
     return float(statistics.mean(r[key] for r in rows))
 
@@ -206,9 +216,11 @@ def markdown(result: dict) -> str:
         seeds = [row["seed"] for row in result[kind]]
         same_seeds = [row for row in result["scratch"] if row["seed"] in seeds]
         mean = _mean(result[kind], "top1")
+        other = result.get("ablation_teachers", {}).get(kind)
+        taught_by = f" Its teacher: `{other['source']}`, {100 * other['top1']:.2f}% test." if other else ""
         lines += [
             f"Ablation {kind}, seed(s) {', '.join(map(str, seeds))}: mean top-1 {100 * mean:.2f}% "
-            f"({100 * (mean - _mean(same_seeds, 'top1')):+.2f} points over scratch with the same seed(s)).",
+            f"({100 * (mean - _mean(same_seeds, 'top1')):+.2f} points over scratch with the same seed(s)).{taught_by}",
             "",
         ]
     soft = teacher["soft_targets"]
@@ -221,17 +233,16 @@ def markdown(result: dict) -> str:
         )
         + ".",
     ]
-    spreads = {
-        kind: 100 * (max(row["top1"] for row in result[kind]) - min(row["top1"] for row in result[kind]))
-        for kind in ("scratch", "distilled")
-    }
     if not summary["goal_met"]:
         lines += ["", *why_no_gain(result)]
-    lines += [
-        "",
-        f"Seed-to-seed spread of top-1: scratch {spreads['scratch']:.2f} points, distilled "
-        f"{spreads['distilled']:.2f} points.",
+    spreads = [
+        f"{kind} {100 * (max(row['top1'] for row in result[kind]) - min(row['top1'] for row in result[kind])):.2f} "
+        "points"
+        if len(result[kind]) > 1
+        else f"{kind}: one seed, no spread"
+        for kind in ("scratch", "distilled")
     ]
+    lines += ["", f"Seed-to-seed spread of top-1: {', '.join(spreads)}."]
     lines += [
         "",
         f"Latency: median of {LATENCY_RUNS} batch-1 runs after 20 warm-up runs, {result['machine']}.",
@@ -307,11 +318,17 @@ def main() -> None:
         "scratch": [],
         "distilled": [],
     }
-    # Ablations: distilled runs with other settings, ``kd_T<T>_a<alpha>_s<seed>.keras``.
-    ablations = sorted({path.name.rsplit("_s", 1)[0] for path in (ROOT / work).glob("kd_T*_s*.keras")})
+    # Ablations: distilled runs with other settings or teachers (``distilled_run_name``), ``kd_<what>_s<seed>.keras``.
+    ablations = sorted({path.name.rsplit("_s", 1)[0] for path in (ROOT / work).glob("kd_*_s*.keras")})
     result["ablations"] = [f"distilled {name[3:]}" for name in ablations]
     kinds = [("scratch", "scratch"), ("distilled", "kd")]
     kinds += [(f"distilled {name[3:]}", name) for name in ablations]
+    result["ablation_teachers"] = {}
+    for kind, prefix in kinds[2:]:
+        other = other_teacher(work, prefix, args.teacher)
+        if other is not None:
+            row = measure(tflite_for(ROOT / other, work), args.data, None)
+            result["ablation_teachers"][kind] = {"source": other, "top1": row["top1"]}
     for kind, prefix in kinds:
         result.setdefault(kind, [])
         for seed in SEEDS:

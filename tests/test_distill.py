@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import keras
 import numpy as np
@@ -327,3 +328,25 @@ def test_distill_benchmark_keeps_other_student_widths_apart():
     assert benchmark.student_name(benchmark.result_student({"student": {"model": "resnet8", "width": 8}})) == (
         "resnet8 width 8"
     )
+
+
+def test_distill_benchmark_names_ablations_by_what_differs_and_finds_their_teacher(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill_ablations", root / "benchmarks/distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    students = sys.modules["train_flowers_students"]
+    teacher = students.TEACHER
+    assert students.distilled_run_name(0) == "kd_s0"
+    assert students.distilled_run_name(1, temperature=1.0) == "kd_T1_a0.1_s1"
+    assert students.distilled_run_name(0, teacher=Path("models/.work/float_nols30.keras")) == "kd_float_nols40_s0"
+    assert students.distilled_run_name(0, 2.0, 0.5, Path("x/t.keras")) == "kd_t_T2_a0.5_s0"
+    # an ablation's teacher is read from the .teacher file its runs leave
+    (tmp_path / "kd_other_s1.teacher").write_text("models/.work/other.keras\n")
+    (tmp_path / "kd_T1_a0.1_s0.teacher").write_text(f"{teacher}\n")
+    assert benchmark.other_teacher(tmp_path, "kd_other", str(teacher)) == "models/.work/other.keras"
+    assert benchmark.other_teacher(tmp_path, "kd_T1_a0.1", str(teacher)) is None
+    assert benchmark.other_teacher(tmp_path, "kd_missing", str(teacher)) is None
