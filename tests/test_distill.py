@@ -342,7 +342,7 @@ def test_distill_benchmark_names_ablations_by_what_differs_and_finds_their_teach
     teacher = students.TEACHER
     assert students.distilled_run_name(0) == "kd_s0"
     assert students.distilled_run_name(1, temperature=1.0) == "kd_T1_a0.1_s1"
-    assert students.distilled_run_name(0, teacher=Path("models/.work/float_nols30.keras")) == "kd_float_nols40_s0"
+    assert students.distilled_run_name(0, teacher=Path("models/.work/float_nols30.keras")) == "kd_float_nols30_s0"
     assert students.distilled_run_name(0, 2.0, 0.5, Path("x/t.keras")) == "kd_t_T2_a0.5_s0"
     # an ablation's teacher is read from the .teacher file its runs leave
     (tmp_path / "kd_other_s1.teacher").write_text("models/.work/other.keras\n")
@@ -350,3 +350,27 @@ def test_distill_benchmark_names_ablations_by_what_differs_and_finds_their_teach
     assert benchmark.other_teacher(tmp_path, "kd_other", str(teacher)) == "models/.work/other.keras"
     assert benchmark.other_teacher(tmp_path, "kd_T1_a0.1", str(teacher)) is None
     assert benchmark.other_teacher(tmp_path, "kd_missing", str(teacher)) is None
+
+
+def test_distill_benchmark_soft_target_stats_hand_computed():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill_soft", root / "benchmarks/distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    # image 0: right, wrong classes equal; image 1: wrong, its wrong classes unequal
+    logits = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1]]))
+    labels = np.array([0, 0])
+    stats = benchmark.soft_target_stats(logits, labels)
+    assert stats["top1"] == 0.5
+    one = stats["T=1"]
+    assert math.isclose(one["mean_max_probability"], (0.7 + 0.5) / 2)
+    assert math.isclose(one["mean_true_class_probability"], (0.7 + 0.2) / 2)
+    entropy = [-(p * np.log(p)).sum() for p in (np.array([0.7, 0.1, 0.1, 0.1]), np.array([0.2, 0.5, 0.2, 0.1]))]
+    assert math.isclose(one["mean_entropy_nats"], np.mean(entropy))
+    wrong = [math.log(3), -(np.array([0.625, 0.25, 0.125]) * np.log([0.625, 0.25, 0.125])).sum()]
+    assert math.isclose(stats["wrong_class_entropy_nats"], np.mean(wrong))
+    # at the benchmark's temperature the targets are flatter
+    assert stats[f"T={benchmark.TEMPERATURE:g}"]["mean_entropy_nats"] > one["mean_entropy_nats"]
