@@ -14,6 +14,10 @@ interrupted run resumes from ``models/.work/distill/<run>_backup``. Run it again
     nice -n 5 .venv/bin/python scripts/train_flowers_students.py --runs kd [--teacher T.keras]
     .venv/bin/python scripts/train_flowers_students.py --ship   # seed 0 -> models/flowers_student{,_kd}.*
 
+Ablations (measured by ``benchmarks/distill.py``, never shipped): ``--width 8`` trains the same
+student narrower, in ``models/.work/distill/w8``; ``--teacher T.keras``, ``--temperature`` or
+``--alpha`` give distilled runs named by what differs (``kd_<teacher stem>_T<T>_a<alpha>_s<seed>``).
+
 The student was picked by measured training throughput on the shared 2-core machine
 (batch 64, 96 px, busy cores): ResNet-8 w16 0.18 s/step, MobileNetV2 x0.35 0.42 s/step,
 ResNet-8 w32 0.51 s/step; a teacher forward pass costs another 0.28 s/step.
@@ -129,6 +133,8 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="copy + convert the seed-0 students into models/")
     parser.add_argument("--force", action="store_true", help="overwrite shipped files")
     args = parser.parse_args()
+    if args.ship and args.width != STUDENT["width"]:
+        parser.error(f"--ship ships the benchmark's width-{STUDENT['width']} students; drop --width")
     work_dir(args.width).mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         if args.runs in ("scratch", "all"):
