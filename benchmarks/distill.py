@@ -223,10 +223,17 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(statistics.mean(r[key] for r in rows))
 
 
+def teacher_figures(source: str, work: Path, data_dir: str | None) -> dict:
+    """Test top-1 and soft-target figures of a teacher other than the benchmark's."""
+    by_split = teacher_soft_targets(tflite_for(ROOT / source, work), data_dir)
+    return {"source": source, "top1": by_split["test"]["top1"], "soft_targets_by_split": by_split}
+
+
 def soft_target_table(result: dict) -> list[str]:
     """The teachers' soft targets on the training images and on test (results saved with them only)."""
     teachers = [(result["teacher"]["source"], result["teacher"])]
     teachers += [(t["source"], t) for t in result.get("ablation_teachers", {}).values()]
+    teachers += [(t["source"], t) for t in result.get("other_teachers", [])]
     teachers = [(source, t["soft_targets_by_split"]) for source, t in teachers if "soft_targets_by_split" in t]
     if not teachers:
         return []
@@ -365,6 +372,12 @@ def main() -> None:
     parser.add_argument("--teacher", default="models/flowers_float.keras", help="the teacher .keras used by the runs")
     parser.add_argument("--data", help="data folder (default: flowers5)")
     parser.add_argument("--cards", action="store_true", help="also write the cards of the shipped students")
+    parser.add_argument(
+        "--other-teachers",
+        nargs="+",
+        default=[],
+        help="more teacher .keras files for the soft-target table (e.g. one whose students are still training)",
+    )
     parser.add_argument("--width", type=int, default=STUDENT["width"], help="student width of the runs measured")
     parser.add_argument("--force", action="store_true", help="overwrite result files")
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the saved .json")
@@ -399,12 +412,12 @@ def main() -> None:
     for kind, prefix in kinds[2:]:
         other = other_teacher(work, prefix, args.teacher)
         if other is not None:
-            tflite = tflite_for(ROOT / other, work)
-            result["ablation_teachers"][kind] = {
-                "source": other,
-                "top1": measure(tflite, args.data, None)["top1"],
-                "soft_targets_by_split": teacher_soft_targets(tflite, args.data),
-            }
+            result["ablation_teachers"][kind] = teacher_figures(other, work, args.data)
+    result["other_teachers"] = []
+    for source in args.other_teachers:
+        if source in {t["source"] for t in result["ablation_teachers"].values()}:
+            continue
+        result["other_teachers"].append(teacher_figures(source, work, args.data))
     for kind, prefix in kinds:
         result.setdefault(kind, [])
         for seed in SEEDS:
