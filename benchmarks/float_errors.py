@@ -156,9 +156,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from tfcompress.convert import load_keras_model
+    from tfcompress.errors import TfcompressError
     from tfcompress.fileio import write_bytes_atomic, write_text_atomic
 
-    models = [load_keras_model(ROOT / path) for path in args.models]
+    try:
+        models = [load_keras_model(ROOT / path) for path in args.models]
+    except TfcompressError as error:
+        raise SystemExit(f"error: {error}") from None
     result = {"models": args.models, "splits": {}}
     ensembles = {}
     for split in ("val", "test"):
