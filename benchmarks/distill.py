@@ -219,6 +219,27 @@ def other_teacher(work: Path, prefix: str, benchmark_teacher: str) -> str | None
     return None
 
 
+def ablation_kinds(work: Path) -> list[tuple[str, str]]:
+    """``(kind, run prefix)`` of the ablation runs in a work folder: scratch runs with another recipe
+    (``scratch_<what>_s<seed>.keras``, kind ``scratch <what>``) then distilled runs with other settings or
+    teachers (``kd_<what>_s<seed>.keras``, kind ``distilled <what>``)."""
+    kinds = []
+    for run, kind in (("scratch", "scratch"), ("kd", "distilled")):
+        prefixes = sorted({path.name.rsplit("_s", 1)[0] for path in work.glob(f"{run}_*_s*.keras")})
+        kinds += [(f"{kind} {prefix[len(run) + 1 :]}", prefix) for prefix in prefixes]
+    return kinds
+
+
+def baseline_kind(kind: str, result: dict) -> str:
+    """The scratch runs an ablation is compared with: a distilled ablation with another mixup strength
+    (``mix<m>`` in its name) against the scratch runs with that strength when measured, else ``scratch``."""
+    if kind.startswith("distilled "):
+        mixup = [part for part in kind.split(" ", 1)[1].split("_") if part.startswith("mix")]
+        if mixup and f"scratch {mixup[0]}" in result:
+            return f"scratch {mixup[0]}"
+    return "scratch"
+
+
 def _mean(rows: list[dict], key: str) -> float:
     return float(statistics.mean(r[key] for r in rows))
 
@@ -291,14 +312,20 @@ def markdown(result: dict) -> str:
         "",
     ]
     for kind in result["ablations"]:
+        if not result[kind]:
+            continue
         seeds = [row["seed"] for row in result[kind]]
-        same_seeds = [row for row in result["scratch"] if row["seed"] in seeds]
         mean = _mean(result[kind], "top1")
+        comparisons = []
+        for baseline in dict.fromkeys((baseline_kind(kind, result), "scratch")):
+            same_seeds = [row for row in result.get(baseline, []) if row["seed"] in seeds]
+            if same_seeds and baseline != kind:
+                comparisons.append(f"{100 * (mean - _mean(same_seeds, 'top1')):+.2f} points over {baseline}")
         other = result.get("ablation_teachers", {}).get(kind)
         taught_by = f" Its teacher: `{other['source']}`, {100 * other['top1']:.2f}% test." if other else ""
         lines += [
             f"Ablation {kind}, seed(s) {', '.join(map(str, seeds))}: mean top-1 {100 * mean:.2f}% "
-            f"({100 * (mean - _mean(same_seeds, 'top1')):+.2f} points over scratch with the same seed(s)).{taught_by}",
+            f"({'; '.join(comparisons)}, with the same seed(s)).{taught_by}",
             "",
         ]
     soft = teacher["soft_targets"]
@@ -403,13 +430,13 @@ def main() -> None:
         "scratch": [],
         "distilled": [],
     }
-    # Ablations: distilled runs with other settings or teachers (``distilled_run_name``), ``kd_<what>_s<seed>.keras``.
-    ablations = sorted({path.name.rsplit("_s", 1)[0] for path in (ROOT / work).glob("kd_*_s*.keras")})
-    result["ablations"] = [f"distilled {name[3:]}" for name in ablations]
-    kinds = [("scratch", "scratch"), ("distilled", "kd")]
-    kinds += [(f"distilled {name[3:]}", name) for name in ablations]
+    # Ablations: runs with other settings or teachers (``scratch_run_name``, ``distilled_run_name``).
+    kinds = [("scratch", "scratch"), ("distilled", "kd"), *ablation_kinds(ROOT / work)]
+    result["ablations"] = [kind for kind, _ in kinds[2:]]
     result["ablation_teachers"] = {}
     for kind, prefix in kinds[2:]:
+        if not prefix.startswith("kd_"):
+            continue
         other = other_teacher(work, prefix, args.teacher)
         if other is not None:
             result["ablation_teachers"][kind] = teacher_figures(other, work, args.data)

@@ -16,7 +16,10 @@ interrupted run resumes from ``models/.work/distill/<run>_backup``. Run it again
 
 Ablations (measured by ``benchmarks/distill.py``, never shipped): ``--width 8`` trains the same
 student narrower, in ``models/.work/distill/w8``; ``--teacher T.keras``, ``--temperature`` or
-``--alpha`` give distilled runs named by what differs (``kd_<teacher stem>_T<T>_a<alpha>_s<seed>``).
+``--alpha`` give distilled runs named by what differs (``kd_<teacher stem>_T<T>_a<alpha>_s<seed>``);
+``--mixup A`` trains both kinds with another mixup strength (``scratch_mix<A>_s<seed>``,
+``kd_mix<A>_s<seed>``): with strong mixup the teacher's targets on the mixed images differ from the
+mixed labels, the "consistent, patient teacher" of Beyer et al. 2022.
 
 The student was picked by measured training throughput on the shared 2-core machine
 (batch 64, 96 px, busy cores): ResNet-8 w16 0.18 s/step, MobileNetV2 x0.35 0.42 s/step,
@@ -40,9 +43,19 @@ TEACHER_PRECISION = "float32"  # as the shipped students were made (bfloat16 pay
 SHIPPED = {"scratch_s0": "flowers_student", "kd_s0": "flowers_student_kd"}
 
 
-def student_settings(width: int = STUDENT["width"]) -> dict:
-    """The student of the benchmark, at another width when given (same model, recipe and image size)."""
-    return {**STUDENT, "width": width}
+def student_settings(width: int = STUDENT["width"], mixup: float = STUDENT["mixup"]) -> dict:
+    """The student of the benchmark, at another width or mixup strength when given (same model and image size)."""
+    return {**STUDENT, "width": width, "mixup": mixup}
+
+
+def mixup_part(mixup: float) -> list[str]:
+    """``["mix<m>"]`` in a run name when the mixup strength differs from the benchmark's, else nothing."""
+    return [] if mixup == STUDENT["mixup"] else [f"mix{mixup:g}"]
+
+
+def scratch_run_name(seed: int, mixup: float = STUDENT["mixup"]) -> str:
+    """``scratch_s<seed>`` for the benchmark's recipe, ``scratch_mix<m>_s<seed>`` for another mixup strength."""
+    return "_".join(["scratch", *mixup_part(mixup), f"s{seed}"])
 
 
 def work_dir(width: int = STUDENT["width"]) -> Path:
@@ -50,33 +63,39 @@ def work_dir(width: int = STUDENT["width"]) -> Path:
     return WORK if width == STUDENT["width"] else WORK / f"w{width}"
 
 
-def run_scratch(seed: int, width: int = STUDENT["width"]) -> None:
+def run_scratch(seed: int, width: int = STUDENT["width"], mixup: float = STUDENT["mixup"]) -> None:
     """One from-scratch student: exactly ``tfcompress train`` with the student's settings."""
     from tfcompress.training import TrainConfig, train
 
     work = work_dir(width)
-    output = work / f"scratch_s{seed}.keras"
+    name = scratch_run_name(seed, mixup)
+    output = work / f"{name}.keras"
     if output.exists():
         print(f"{output} exists, skipping")
         return
-    config = TrainConfig(**student_settings(width), epochs=EPOCHS, seed=seed)
-    train(output, config=config, backup_dir=work / f"scratch_s{seed}_backup", verbose=2)
+    config = TrainConfig(**student_settings(width, mixup), epochs=EPOCHS, seed=seed)
+    train(output, config=config, backup_dir=work / f"{name}_backup", verbose=2)
 
 
 def distilled_run_name(
-    seed: int, temperature: float = TEMPERATURE, alpha: float = ALPHA, teacher: Path = TEACHER
+    seed: int,
+    temperature: float = TEMPERATURE,
+    alpha: float = ALPHA,
+    teacher: Path = TEACHER,
+    mixup: float = STUDENT["mixup"],
 ) -> str:
     """``kd_s<seed>`` for the benchmark's settings; an ablation names what differs.
 
     ``kd_T<T>_a<alpha>_s<seed>`` for other soft-target settings, ``kd_<teacher stem>_s<seed>`` for
-    another teacher (both parts when both differ).
+    another teacher, ``kd_mix<m>_s<seed>`` for another mixup strength (parts in that order when
+    several differ).
     """
     parts = ["kd"]
     if Path(teacher) != TEACHER:
         parts.append(Path(teacher).stem)
     if (temperature, alpha) != (TEMPERATURE, ALPHA):
         parts.append(f"T{temperature:g}_a{alpha:g}")
-    return "_".join([*parts, f"s{seed}"])
+    return "_".join([*parts, *mixup_part(mixup), f"s{seed}"])
 
 
 def run_distilled(
@@ -85,19 +104,20 @@ def run_distilled(
     temperature: float = TEMPERATURE,
     alpha: float = ALPHA,
     width: int = STUDENT["width"],
+    mixup: float = STUDENT["mixup"],
 ) -> None:
     """One distilled student: the same recipe plus Hinton soft targets from the teacher."""
     from tfcompress.distill import DistillConfig, distill
 
     work = work_dir(width)
-    name = distilled_run_name(seed, temperature, alpha, teacher)
+    name = distilled_run_name(seed, temperature, alpha, teacher, mixup)
     output = work / f"{name}.keras"
     if output.exists():
         print(f"{output} exists, skipping")
         return
     (work / f"{name}.teacher").write_text(f"{teacher}\n")
     config = DistillConfig(
-        **student_settings(width),
+        **student_settings(width, mixup),
         epochs=EPOCHS,
         seed=seed,
         temperature=temperature,
@@ -130,18 +150,26 @@ def main() -> None:
     parser.add_argument(
         "--width", type=int, default=STUDENT["width"], help="student width (runs of another width go to WORK/w<width>)"
     )
+    parser.add_argument(
+        "--mixup",
+        type=float,
+        default=STUDENT["mixup"],
+        help="mixup Beta(a, a) strength of both kinds of runs (ablation; runs named *_mix<a>_*)",
+    )
     parser.add_argument("--ship", action="store_true", help="copy + convert the seed-0 students into models/")
     parser.add_argument("--force", action="store_true", help="overwrite shipped files")
     args = parser.parse_args()
-    if args.ship and args.width != STUDENT["width"]:
-        parser.error(f"--ship ships the benchmark's width-{STUDENT['width']} students; drop --width")
+    if args.ship and (args.width, args.mixup) != (STUDENT["width"], STUDENT["mixup"]):
+        parser.error(f"--ship ships the benchmark's students (width {STUDENT['width']}, mixup {STUDENT['mixup']:g})")
+    if args.mixup < 0:
+        parser.error(f"--mixup must be >= 0, got {args.mixup:g}")
     work_dir(args.width).mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         if args.runs in ("scratch", "all"):
-            run_scratch(seed, args.width)
+            run_scratch(seed, args.width, args.mixup)
     for seed in args.seeds:
         if args.runs in ("kd", "all"):
-            run_distilled(seed, args.teacher, args.temperature, args.alpha, args.width)
+            run_distilled(seed, args.teacher, args.temperature, args.alpha, args.width, args.mixup)
     if args.ship:
         ship(args.force)
 

@@ -352,6 +352,35 @@ def test_distill_benchmark_names_ablations_by_what_differs_and_finds_their_teach
     assert benchmark.other_teacher(tmp_path, "kd_missing", str(teacher)) is None
 
 
+def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_same_mixup(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill_mixup", root / "benchmarks/distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    students = sys.modules["train_flowers_students"]
+    assert students.scratch_run_name(0) == "scratch_s0"
+    assert students.scratch_run_name(1, mixup=1.0) == "scratch_mix1_s1"
+    assert students.distilled_run_name(0, mixup=1.0) == "kd_mix1_s0"
+    assert students.distilled_run_name(1, 2.0, 0.5, Path("x/t.keras"), 0.5) == "kd_t_T2_a0.5_mix0.5_s1"
+    assert students.student_settings(mixup=1.0)["mixup"] == 1.0
+    for name in ("scratch_s0", "scratch_mix1_s0", "scratch_mix1_s1", "kd_s0", "kd_mix1_s0", "kd_T1_a0.1_s0"):
+        (tmp_path / f"{name}.keras").write_bytes(b"")
+    (tmp_path / "scratch_mix1_s0_backup").mkdir()
+    assert benchmark.ablation_kinds(tmp_path) == [
+        ("scratch mix1", "scratch_mix1"),
+        ("distilled T1_a0.1", "kd_T1_a0.1"),
+        ("distilled mix1", "kd_mix1"),
+    ]
+    rows = {"scratch": [{"seed": 0, "top1": 0.70}], "scratch mix1": [{"seed": 0, "top1": 0.66}]}
+    assert benchmark.baseline_kind("distilled mix1", rows) == "scratch mix1"
+    assert benchmark.baseline_kind("distilled T1_a0.1", rows) == "scratch"
+    assert benchmark.baseline_kind("distilled mix0.5", rows) == "scratch"  # no scratch run with that mixup
+    assert benchmark.baseline_kind("scratch mix1", rows) == "scratch"
+
+
 def test_distill_benchmark_soft_target_stats_hand_computed():
     import importlib.util
     from pathlib import Path
