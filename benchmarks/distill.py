@@ -18,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -171,6 +172,58 @@ def teacher_soft_targets(tflite: Path, data_dir: str | None) -> dict:
     return stats
 
 
+def target_gap(teacher_probabilities: np.ndarray, targets: np.ndarray) -> dict:
+    """How far the teacher's soft targets are from the training targets a scratch student gets.
+
+    Mean total variation ``TV = 1/2 sum_k |p_k - y_k|`` between the teacher's ``p`` (T = 1) and the
+    (mixed) label ``y``, in [0, 1]; 0 when distillation would teach nothing beyond the labels. Also the
+    share of images whose top teacher class is the target's top class.
+    """
+    tv = 0.5 * np.abs(teacher_probabilities - targets).sum(axis=1)
+    agree = teacher_probabilities.argmax(1) == targets.argmax(1)
+    return {"mean_total_variation": float(tv.mean()), "top_class_agreement": float(agree.mean())}
+
+
+def transfer_set_gaps(tflite: Path, data_dir: str | None, mixups: tuple[float, ...], seed: int = 0) -> dict:
+    """:func:`target_gap` on the students' own training batches (augmented, mixed with each strength).
+
+    The batches come from the training pipeline itself (:func:`tfcompress.training.one_hot_dataset`, one
+    epoch, batch 64), so these are the images and targets a student of that mixup strength learns from.
+    """
+    from tfcompress.training import one_hot_dataset
+
+    classifier = TFLiteClassifier(tflite, threads=2)
+    size = int(classifier.input["shape"][1])
+    train = load_split(data_dir, "train", size)
+    gaps = {}
+    for mixup in mixups:
+        teacher, targets = [], []
+        for images, labels in one_hot_dataset(train, 64, True, seed, mixup):
+            teacher.append(_softmax(classifier.predict(images.numpy())))
+            targets.append(labels.numpy())
+        gaps[f"mixup {mixup:g}"] = target_gap(np.concatenate(teacher), np.concatenate(targets))
+    return gaps
+
+
+def transfer_gap_lines(result: dict) -> list[str]:
+    """The :func:`transfer_set_gaps` table (results saved with it only)."""
+    gaps = result["teacher"].get("transfer_set_gaps")
+    if not gaps:
+        return []
+    lines = [
+        "",
+        "How far the teacher's soft targets (T = 1) are from the targets a scratch student trains on, on one epoch "
+        "of the students' own training batches (augmented, then mixed; `transfer_set_gaps`): mean total "
+        "variation, 0 when the teacher would teach nothing beyond the labels:",
+        "",
+        "| training batches | mean total variation | teacher's top class = target's |",
+        "|---|---|---|",
+    ]
+    for name, gap in gaps.items():
+        lines.append(f"| {name} | {gap['mean_total_variation']:.3f} | {100 * gap['top_class_agreement']:.1f}% |")
+    return lines
+
+
 def headroom(teacher_logits: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
     """What imitating the teacher could change: test images it gets right where the student is wrong, and back.
 
@@ -230,13 +283,23 @@ def ablation_kinds(work: Path) -> list[tuple[str, str]]:
     return kinds
 
 
+def mixup_part(kind: str) -> str | None:
+    """The ``mix<m>`` part of an ablation's name (``distilled mix1`` -> ``mix1``), if any."""
+    parts = [part for part in kind.split(" ", 1)[-1].split("_") if re.fullmatch(r"mix\d+(\.\d+)?", part)]
+    return parts[0] if parts else None
+
+
+def ablation_mixups(kinds: list[str]) -> list[float]:
+    """The other mixup strengths the ablations were trained with, sorted, each once."""
+    return sorted({float(part[3:]) for part in map(mixup_part, kinds) if part} - {STUDENT["mixup"]})
+
+
 def baseline_kind(kind: str, result: dict) -> str:
     """The scratch runs an ablation is compared with: a distilled ablation with another mixup strength
     (``mix<m>`` in its name) against the scratch runs with that strength when measured, else ``scratch``."""
-    if kind.startswith("distilled "):
-        mixup = [part for part in kind.split(" ", 1)[1].split("_") if part.startswith("mix")]
-        if mixup and f"scratch {mixup[0]}" in result:
-            return f"scratch {mixup[0]}"
+    mixup = mixup_part(kind)
+    if kind.startswith("distilled ") and mixup and f"scratch {mixup}" in result:
+        return f"scratch {mixup}"
     return "scratch"
 
 
@@ -339,6 +402,7 @@ def markdown(result: dict) -> str:
         + ".",
     ]
     lines += soft_target_table(result)
+    lines += transfer_gap_lines(result)
     if not summary["goal_met"]:
         lines += ["", *why_no_gain(result)]
     spreads = [
@@ -466,6 +530,8 @@ def main() -> None:
         }
     teacher_logits = teacher["logits"]
     teacher["soft_targets_by_split"] = teacher_soft_targets(tflite_for(teacher_path, work), args.data)
+    mixups = (0.0, STUDENT["mixup"], *ablation_mixups(result["ablations"]))
+    teacher["transfer_set_gaps"] = transfer_set_gaps(tflite_for(teacher_path, work), args.data, mixups)
     teacher["soft_targets"] = {
         f"T={t:g}": {
             "mean_max_probability": float(_softmax(teacher_logits / t).max(axis=1).mean()),

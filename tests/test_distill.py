@@ -379,6 +379,29 @@ def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_sa
     assert benchmark.baseline_kind("distilled T1_a0.1", rows) == "scratch"
     assert benchmark.baseline_kind("distilled mix0.5", rows) == "scratch"  # no scratch run with that mixup
     assert benchmark.baseline_kind("scratch mix1", rows) == "scratch"
+    assert benchmark.mixup_part("distilled float_mixed_T2_a0.5_mix0.5") == "mix0.5"
+    assert benchmark.mixup_part("distilled float_nols30") is None
+    assert benchmark.ablation_mixups(["scratch mix1", "distilled mix1", "distilled T1_a0.1", "distilled mix0.5"]) == [
+        0.5,
+        1.0,
+    ]
+
+
+def test_distill_benchmark_target_gap_hand_computed():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill_gap", root / "benchmarks/distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    teacher = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1]])
+    targets = np.array([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0]])  # one-hot; a mixed label, lambda 0.25
+    # TV: 1/2 (0.3 + 0.2 + 0.1) = 0.3 and 1/2 (0.25 + 0.35 + 0.1) = 0.35; top classes agree on the first only
+    gap = benchmark.target_gap(teacher, targets)
+    assert gap["mean_total_variation"] == pytest.approx(0.325)
+    assert gap["top_class_agreement"] == pytest.approx(0.5)
+    assert benchmark.target_gap(targets, targets)["mean_total_variation"] == 0.0
 
 
 def test_distill_benchmark_soft_target_stats_hand_computed():
