@@ -71,8 +71,39 @@ def why_no_gain(result: dict) -> list[str]:
             f"on average (test: {100 * test['top1']:.1f}%, {test['T=1']['mean_true_class_probability']:.2f}): there "
             "its soft targets are close to the labels the scratch students already have."
         )
+    lines += gain_by_transfer_gap(result)
     lines.append("- One test image is 0.15 points; compare the seed-to-seed spread below with the gain sought.")
     return lines
+
+
+def gain_by_transfer_gap(result: dict) -> list[str]:
+    """Per mixup strength with scratch and distilled runs: the teacher-target gap and the gain it bought."""
+    gaps = result["teacher"].get("transfer_set_gaps", {})
+    pairs = [(result_student(result)["mixup"], "scratch", "distilled")]
+    pairs += [
+        (float(kind[len("distilled mix") :]), f"scratch {kind[10:]}", kind)
+        for kind in result["ablations"]
+        if re.fullmatch(r"distilled mix\d+(\.\d+)?", kind)
+    ]
+    parts = []
+    for mixup, scratch, distilled in pairs:
+        gap = gaps.get(f"mixup {mixup:g}")
+        seeds = {row["seed"] for row in result.get(distilled, [])} & {row["seed"] for row in result.get(scratch, [])}
+        if gap is None or not seeds:
+            continue
+        gain = _mean([r for r in result[distilled] if r["seed"] in seeds], "top1") - _mean(
+            [r for r in result[scratch] if r["seed"] in seeds], "top1"
+        )
+        parts.append(
+            f"mixup {mixup:g}: total variation {gap['mean_total_variation']:.3f}, gain {100 * gain:+.2f} points "
+            f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+        )
+    if len(parts) < 2:
+        return []
+    return [
+        "- Teacher-target gap on the training batches and the distillation gain over scratch runs of the same "
+        "mixup: " + "; ".join(parts) + "."
+    ]
 
 
 def headroom_lines(result: dict) -> list[str]:
@@ -383,12 +414,12 @@ def markdown(result: dict) -> str:
         for baseline in dict.fromkeys((baseline_kind(kind, result), "scratch")):
             same_seeds = [row for row in result.get(baseline, []) if row["seed"] in seeds]
             if same_seeds and baseline != kind:
-                comparisons.append(f"{100 * (mean - _mean(same_seeds, 'top1')):+.2f} points over {baseline}")
+                comparisons.append(f"{100 * (mean - _mean(same_seeds, 'top1')):+.2f} points against {baseline}")
         other = result.get("ablation_teachers", {}).get(kind)
         taught_by = f" Its teacher: `{other['source']}`, {100 * other['top1']:.2f}% test." if other else ""
         lines += [
             f"Ablation {kind}, seed(s) {', '.join(map(str, seeds))}: mean top-1 {100 * mean:.2f}% "
-            f"({'; '.join(comparisons)}, with the same seed(s)).{taught_by}",
+            f"({'; '.join(comparisons)}; same seed(s)).{taught_by}",
             "",
         ]
     soft = teacher["soft_targets"]

@@ -385,6 +385,20 @@ def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_sa
         0.5,
         1.0,
     ]
+    gaps = {"mixup 0.2": {"mean_total_variation": 0.26}, "mixup 1": {"mean_total_variation": 0.33}}
+    result = {
+        "student": students.student_settings(),
+        "teacher": {"transfer_set_gaps": gaps},
+        "ablations": ["scratch mix1", "distilled mix1"],
+        "scratch": [{"seed": 0, "top1": 0.68}, {"seed": 1, "top1": 0.70}],
+        "distilled": [{"seed": 0, "top1": 0.70}, {"seed": 1, "top1": 0.69}],
+        "scratch mix1": [{"seed": 0, "top1": 0.66}, {"seed": 1, "top1": 0.67}],
+        "distilled mix1": [{"seed": 0, "top1": 0.69}],  # seed 1 still training: compared on seed 0 only
+    }
+    (line,) = benchmark.gain_by_transfer_gap(result)
+    assert "mixup 0.2: total variation 0.260, gain +0.50 points (2 seeds)" in line
+    assert "mixup 1: total variation 0.330, gain +3.00 points (1 seed)" in line
+    assert benchmark.gain_by_transfer_gap({**result, "ablations": []}) == []  # nothing to compare with
 
 
 def test_distill_benchmark_target_gap_hand_computed():
