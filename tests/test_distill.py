@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -22,6 +25,16 @@ from tfcompress.distill import (
 )
 from tfcompress.distribute import get_strategy
 from tfcompress.errors import TfcompressError
+
+
+@functools.cache
+def load_distill_benchmark():
+    """``benchmarks/distill.py`` as a module (a script, not part of the package), loaded once."""
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("benchmark_distill", root / "benchmarks" / "distill.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    return benchmark
 
 
 def _np_kl(teacher_logits, student_logits, temperature):
@@ -293,13 +306,7 @@ def test_a_student_smaller_than_its_teacher_sees_the_teachers_batch_resized(tmp_
 
 
 def test_distill_benchmark_headroom_counts_what_imitating_the_teacher_could_change():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("benchmark_distill", root / "benchmarks/distill.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_distill_benchmark()
     labels = np.array([0, 1, 2, 0, 1])
     teacher = np.eye(3)[[0, 1, 1, 0, 2]] * 5.0  # right on images 0, 1, 3
     student = np.eye(3)[[0, 0, 2, 1, 2]] * 5.0  # right on images 0, 2
@@ -311,13 +318,7 @@ def test_distill_benchmark_headroom_counts_what_imitating_the_teacher_could_chan
 
 
 def test_distill_benchmark_keeps_other_student_widths_apart():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("benchmark_distill_widths", root / "benchmarks/distill.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_distill_benchmark()
     width = benchmark.STUDENT["width"]
     assert benchmark.work_dir(width) == Path("models/.work/distill")
     assert benchmark.work_dir(8) == Path("models/.work/distill/w8")
@@ -331,13 +332,7 @@ def test_distill_benchmark_keeps_other_student_widths_apart():
 
 
 def test_distill_benchmark_names_ablations_by_what_differs_and_finds_their_teacher(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("benchmark_distill_ablations", root / "benchmarks/distill.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_distill_benchmark()
     students = sys.modules["train_flowers_students"]
     teacher = students.TEACHER
     assert students.distilled_run_name(0) == "kd_s0"
@@ -353,13 +348,7 @@ def test_distill_benchmark_names_ablations_by_what_differs_and_finds_their_teach
 
 
 def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_same_mixup(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("benchmark_distill_mixup", root / "benchmarks/distill.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_distill_benchmark()
     students = sys.modules["train_flowers_students"]
     assert students.scratch_run_name(0) == "scratch_s0"
     assert students.scratch_run_name(1, mixup=1.0) == "scratch_mix1_s1"
@@ -402,13 +391,7 @@ def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_sa
 
 
 def test_distill_benchmark_target_gap_hand_computed():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("benchmark_distill_gap", root / "benchmarks/distill.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_distill_benchmark()
     teacher = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1]])
     targets = np.array([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0]])  # one-hot; a mixed label, lambda 0.25
     # TV: 1/2 (0.3 + 0.2 + 0.1) = 0.3 and 1/2 (0.25 + 0.35 + 0.1) = 0.35; top classes agree on the first only
@@ -419,13 +402,7 @@ def test_distill_benchmark_target_gap_hand_computed():
 
 
 def test_distill_benchmark_soft_target_stats_hand_computed():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("benchmark_distill_soft", root / "benchmarks/distill.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_distill_benchmark()
     # image 0: right, wrong classes equal; image 1: wrong, its wrong classes unequal
     logits = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1]]))
     labels = np.array([0, 0])
