@@ -81,9 +81,9 @@ def gain_by_transfer_gap(result: dict) -> list[str]:
     gaps = result["teacher"].get("transfer_set_gaps", {})
     pairs = [(result_student(result)["mixup"], "scratch", "distilled")]
     pairs += [
-        (float(kind[len("distilled mix") :]), f"scratch {kind[10:]}", kind)
-        for kind in result["ablations"]
-        if re.fullmatch(r"distilled mix\d+(\.\d+)?", kind)
+        (float(tag[3:]), f"scratch {tag}", kind)
+        for kind, tag in zip(result["ablations"], map(mixup_tag, result["ablations"]), strict=True)
+        if kind == f"distilled {tag}"
     ]
     parts = []
     for mixup, scratch, distilled in pairs:
@@ -314,7 +314,7 @@ def ablation_kinds(work: Path) -> list[tuple[str, str]]:
     return kinds
 
 
-def mixup_part(kind: str) -> str | None:
+def mixup_tag(kind: str) -> str | None:
     """The ``mix<m>`` part of an ablation's name (``distilled mix1`` -> ``mix1``), if any."""
     parts = [part for part in kind.split(" ", 1)[-1].split("_") if re.fullmatch(r"mix\d+(\.\d+)?", part)]
     return parts[0] if parts else None
@@ -322,13 +322,13 @@ def mixup_part(kind: str) -> str | None:
 
 def ablation_mixups(kinds: list[str]) -> list[float]:
     """The other mixup strengths the ablations were trained with, sorted, each once."""
-    return sorted({float(part[3:]) for part in map(mixup_part, kinds) if part} - {STUDENT["mixup"]})
+    return sorted({float(part[3:]) for part in map(mixup_tag, kinds) if part} - {STUDENT["mixup"]})
 
 
 def baseline_kind(kind: str, result: dict) -> str:
     """The scratch runs an ablation is compared with: a distilled ablation with another mixup strength
     (``mix<m>`` in its name) against the scratch runs with that strength when measured, else ``scratch``."""
-    mixup = mixup_part(kind)
+    mixup = mixup_tag(kind)
     if kind.startswith("distilled ") and mixup and f"scratch {mixup}" in result:
         return f"scratch {mixup}"
     return "scratch"

@@ -368,8 +368,8 @@ def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_sa
     assert benchmark.baseline_kind("distilled T1_a0.1", rows) == "scratch"
     assert benchmark.baseline_kind("distilled mix0.5", rows) == "scratch"  # no scratch run with that mixup
     assert benchmark.baseline_kind("scratch mix1", rows) == "scratch"
-    assert benchmark.mixup_part("distilled float_mixed_T2_a0.5_mix0.5") == "mix0.5"
-    assert benchmark.mixup_part("distilled float_nols30") is None
+    assert benchmark.mixup_tag("distilled float_mixed_T2_a0.5_mix0.5") == "mix0.5"
+    assert benchmark.mixup_tag("distilled float_nols30") is None
     assert benchmark.ablation_mixups(["scratch mix1", "distilled mix1", "distilled T1_a0.1", "distilled mix0.5"]) == [
         0.5,
         1.0,
