@@ -150,6 +150,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def tflite_for(keras_path: Path, work: Path) -> Path:
     """The ``.tflite`` of a ``.keras`` file in the work folder, converted once (again when the ``.keras`` is newer)."""
+    if not keras_path.is_file():
+        raise SystemExit(f"error: {keras_path} not found (a teacher or student .keras the benchmark needs)")
     target = ROOT / work / f"{keras_path.stem}.tflite"
     if not target.exists() or target.stat().st_mtime < keras_path.stat().st_mtime:
         convert(keras_path, target, force=True)
@@ -504,6 +506,9 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="overwrite result files")
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the saved .json")
     args = parser.parse_args()
+    missing = [path for path in (args.teacher, *args.other_teachers) if not (ROOT / path).is_file()]
+    if missing and not args.markdown_only:
+        parser.error(f"teacher file not found: {', '.join(missing)}")
     stem, work = results_stem(args.width), work_dir(args.width)
     if args.markdown_only:
         saved = json.loads((RESULTS / f"{stem}.json").read_text())

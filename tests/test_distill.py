@@ -390,6 +390,12 @@ def test_distill_benchmark_compares_a_mixup_ablation_with_scratch_runs_of_the_sa
     assert benchmark.gain_by_transfer_gap({**result, "ablations": []}) == []  # nothing to compare with
 
 
+def test_distill_benchmark_names_a_missing_teacher_in_one_line(tmp_path):
+    benchmark = load_distill_benchmark()
+    with pytest.raises(SystemExit, match=r"error: .*missing_teacher\.keras not found"):
+        benchmark.tflite_for(tmp_path / "missing_teacher.keras", tmp_path)
+
+
 def test_distill_benchmark_target_gap_hand_computed():
     benchmark = load_distill_benchmark()
     teacher = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1]])
