@@ -102,9 +102,8 @@ Latency is batch 1 on the shared 2-core machine, 50 timed runs after 5 warm-up r
 def main() -> None:
     args = parse_args()
 
-    from tfcompress.convert import load_keras_model
+    from tfcompress.convert import load_keras_model, to_tflite
     from tfcompress.fileio import atomic_output, cached_model, output_paths, write_bytes_atomic, write_text_atomic
-    from tfcompress.pruning.export import to_sparse_tflite
     from tfcompress.pruning.finetune import FinetuneConfig
     from tfcompress.pruning.measure import cached_measure, measure_tflite, model_counts
     from tfcompress.pruning.pipeline import prune_and_finetune
@@ -132,7 +131,7 @@ def main() -> None:
     )
     with atomic_output(paths[".keras"], args.force) as tmp:
         pruned.save(tmp)
-    write_bytes_atomic(paths[".tflite"], to_sparse_tflite(pruned), args.force)
+    write_bytes_atomic(paths[".tflite"], to_tflite(pruned, sparse=True), args.force)
     float_result = cached_measure(float_tflite(teacher, work), ROOT / "models/.work/pruning/float_result.json")
     result = measure_tflite(paths[".tflite"])
     counts_before, counts_after = model_counts(teacher), model_counts(pruned)

@@ -190,6 +190,6 @@ def lower_binary_dense(layer: BinaryDense, inputs, *args, **kwargs):
     return outputs if after is None else after(outputs)
 
 
-register_lowering(BinaryConv2D, lower_binary_conv2d)
-register_lowering(BinaryDense, lower_binary_dense)
+register_lowering(BinaryConv2D, lower_binary_conv2d, custom_op=CONV_OP)
+register_lowering(BinaryDense, lower_binary_dense, custom_op=DENSE_OP)
 register_flatbuffer_pass(bitpack_activations)

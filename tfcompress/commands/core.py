@@ -108,7 +108,14 @@ def _train(args: argparse.Namespace) -> None:
 def _convert(args: argparse.Namespace) -> None:
     from tfcompress.convert import convert
 
-    path = convert(args.model, args.output, int8=args.int8, calibration_data=args.calibration_data, force=args.force)
+    path = convert(
+        args.model,
+        args.output,
+        int8=args.int8,
+        calibration_data=args.calibration_data,
+        force=args.force,
+        sparse=False if args.no_sparse else None,
+    )
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
@@ -166,8 +173,25 @@ def add_commands(subparsers) -> None:
 
     convert = subparsers.add_parser("convert", help="convert a .keras model to .tflite (float or int8)")
     convert.add_argument("model", metavar="IN.keras")
-    convert.add_argument("--int8", action="store_true", help="full-integer post-training quantization")
-    convert.add_argument("--calibration-data", metavar="DIR", help="image folder whose train split calibrates int8")
+    convert.add_argument(
+        "--int8",
+        action="store_true",
+        help="full-integer post-training quantization; composes with plain Keras layers (pruned, slimmed, "
+        "factorized models), refused for layers lowered to custom ops (PQ, shared weights, binary)",
+    )
+    convert.add_argument(
+        "--calibration-data",
+        metavar="DIR",
+        help="image folder whose train split (200 images) calibrates int8 (default: $TFCOMPRESS_DATA, "
+        "then ../shared/datasets/flowers5)",
+    )
+    convert.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="store pruned kernels dense; by default, when at least half of the plain Conv/Dense kernel weights "
+        "are zeros, they are stored in TFLite's sparse format (each tensor with >= 30%% zeros; int8: only "
+        "when the sparse file runs, else dense with a warning)",
+    )
     add_output_arguments(convert, ".tflite")
     convert.set_defaults(handler=_convert)
 

@@ -8,20 +8,32 @@ Full-integer quantization (Jacob et al. 2018, "Quantization and Training of Neur
 Networks for Efficient Integer-Arithmetic-Only Inference"): weights are int8 per channel,
 activations int8 per tensor with ranges calibrated on a representative data set; the
 input is ``uint8`` (raw pixels, since the zoo models rescale inside the graph) and the
-output stays ``float32`` logits.
+output stays ``float32`` logits. Layers lowered to custom ops cannot be quantized this way
+(:func:`int8_blockers`); plain Keras layers (pruned, slimmed, factorized models) can.
+
+Sparse weights: when at least :data:`SPARSE_THRESHOLD` (half) of the weights of the plain
+Conv / DepthwiseConv / Dense kernels, all counted together, are exact zeros
+(:func:`sparse_fraction`), the converter's ``EXPERIMENTAL_SPARSITY`` is on: TFLite then stores
+each constant weight tensor that is itself at least 30% zeros in its compressed sparse format
+(TFLite's own per-tensor rule), rebuilt once by a ``DENSIFY`` op at load time in any stock
+runtime. With int8 the sparse file is kept only when it runs in
+:func:`tfcompress.runtime.Interpreter`, gives the dense int8 file's outputs and is smaller;
+otherwise the dense int8 file is returned with a warning (XNNPACK refuses a ``DENSIFY``-fed
+int8 ``FULLY_CONNECTED``, so an int8 model whose dense layer is pruned falls back).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from tfcompress.convert.lowering import apply_flatbuffer_passes, lowered
+from tfcompress.convert.lowering import _all_layers, apply_flatbuffer_passes, lowered, lowered_custom_op, lowering_rule
 from tfcompress.errors import ModelFileError, TfcompressError
 from tfcompress.fileio import check_output_path, write_bytes_atomic
 
@@ -72,11 +84,71 @@ def _representative(calibration: np.ndarray) -> Iterable[list[np.ndarray]]:
     return generate
 
 
+SPARSE_THRESHOLD = 0.5
+KERNEL_LAYERS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dense,
+)
+SPARSE_INT8_CHECK_IMAGES = 4
+SPARSE_INT8_TOLERANCE = 0.01  # of the largest |output| of the dense int8 file
+MAX_NAMED_BLOCKERS = 8
+
+
+def sparse_fraction(model: keras.Model) -> float:
+    """Fraction of exact zeros over the kernels the converter stores as constant weights.
+
+    Counted over the ``kernel`` of every Conv1D/2D/3D, DepthwiseConv1D/2D and Dense layer
+    (subclasses included) that has no lowering rule, all kernels together (0.0 when there is
+    none). :func:`to_tflite` writes sparse weights when this is at least :data:`SPARSE_THRESHOLD`.
+    """
+    zeros = total = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, KERNEL_LAYERS) and lowering_rule(layer) is None:
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            zeros += int(np.count_nonzero(kernel == 0))
+            total += kernel.size
+    return zeros / total if total else 0.0
+
+
+def int8_blockers(model: keras.Model) -> list[tuple[str, str]]:
+    """``(layer name, reason)`` of every layer full-integer conversion cannot take.
+
+    These are the layers with a lowering rule (PQ, Deep Compression shared-weight and binary
+    layers): they become custom ops, which the int8 converter cannot quantize.
+    """
+    return [
+        (layer.name, f"{type(layer).__name__} -> {lowered_custom_op(layer) or 'a custom lowering'}")
+        for layer in _all_layers(model)
+        if lowering_rule(layer) is not None
+    ]
+
+
+def check_int8(model: keras.Model) -> None:
+    """Raise unless :func:`int8_blockers` is empty.
+
+    Raises:
+        TfcompressError: one line naming the layers that cannot be quantized to int8.
+    """
+    blockers = int8_blockers(model)
+    if blockers:
+        names = ", ".join(f"{name} ({reason})" for name, reason in blockers[:MAX_NAMED_BLOCKERS])
+        if len(blockers) > MAX_NAMED_BLOCKERS:
+            names += f" and {len(blockers) - MAX_NAMED_BLOCKERS} more"
+        raise TfcompressError(
+            f"int8 conversion cannot take layers lowered to custom ops: {names}; convert without --int8"
+        )
+
+
 def to_tflite(
     model: keras.Model,
     int8: bool = False,
     calibration: np.ndarray | None = None,
     flatbuffer_passes: bool = True,
+    sparse: bool | None = None,
 ) -> bytes:
     """Convert ``model`` to a ``.tflite`` flatbuffer.
 
@@ -87,37 +159,79 @@ def to_tflite(
         flatbuffer_passes: run the methods' registered flatbuffer passes on the result (see
             :func:`tfcompress.convert.lowering.register_flatbuffer_pass`); ``False`` gives the
             converter's file as it is.
+        sparse: store sparse weights in TFLite's sparse format (``EXPERIMENTAL_SPARSITY``);
+            ``None`` (default): when :func:`sparse_fraction` >= :data:`SPARSE_THRESHOLD`.
+            With ``int8`` the sparse file is checked in the runtime and replaced by the dense
+            int8 file, with a warning, when it fails (see the module docstring).
 
     Raises:
-        TfcompressError: int8 without calibration data, or calibration images of the
-            wrong shape.
+        TfcompressError: int8 with layers lowered to custom ops (:func:`int8_blockers`),
+            without calibration data, or with calibration images of the wrong shape.
     """
-    import tensorflow as tf
-
+    if int8:
+        check_int8(model)
+        _check_calibration(model, calibration)
+    if sparse is None:
+        sparse = sparse_fraction(model) >= SPARSE_THRESHOLD
     with tempfile.TemporaryDirectory() as saved_model:
         _export_saved_model(model, saved_model)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        tflite_bytes = _configure(converter, model, int8, calibration).convert()
+        tflite_bytes = _convert_saved_model(saved_model, int8, calibration, sparse)
+        if int8 and sparse:
+            dense = _convert_saved_model(saved_model, int8, calibration)
+            tflite_bytes = _checked_sparse_int8(tflite_bytes, dense, calibration[:SPARSE_INT8_CHECK_IMAGES])
     return apply_flatbuffer_passes(tflite_bytes) if flatbuffer_passes else tflite_bytes
 
 
-def _configure(converter, model: keras.Model, int8: bool, calibration: np.ndarray | None):
+def _check_calibration(model: keras.Model, calibration: np.ndarray | None) -> None:
+    if calibration is None or len(calibration) == 0:
+        raise TfcompressError("int8 conversion needs calibration images (--calibration-data DIR)")
+    expected = tuple(model.inputs[0].shape[1:])
+    if tuple(calibration.shape[1:]) != expected:
+        raise TfcompressError(
+            f"calibration images have shape {tuple(calibration.shape[1:])}, the model expects {expected}"
+        )
+
+
+def _convert_saved_model(saved_model: str, int8: bool, calibration: np.ndarray | None, sparse: bool = False) -> bytes:
     import tensorflow as tf
 
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.allow_custom_ops = True
+    converter.optimizations = [tf.lite.Optimize.DEFAULT] if int8 else []
+    if sparse:
+        converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     if int8:
-        if calibration is None or len(calibration) == 0:
-            raise TfcompressError("int8 conversion needs calibration images (--calibration-data DIR)")
-        expected = tuple(model.inputs[0].shape[1:])
-        if tuple(calibration.shape[1:]) != expected:
-            raise TfcompressError(
-                f"calibration images have shape {tuple(calibration.shape[1:])}, the model expects {expected}"
-            )
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
-    return converter
+    return converter.convert()
+
+
+def _checked_sparse_int8(sparse: bytes, dense: bytes, images: np.ndarray) -> bytes:
+    """``sparse`` when it is smaller than ``dense`` and gives its outputs on ``images`` in the runtime.
+
+    Otherwise ``dense``, with a warning that says why.
+    """
+    from tfcompress.evaluate import TFLiteClassifier
+
+    if len(sparse) >= len(dense):
+        return dense
+    expected = TFLiteClassifier(model_content=dense).predict(images)
+    try:
+        outputs = TFLiteClassifier(model_content=sparse).predict(images)
+    except (RuntimeError, ValueError, TfcompressError) as error:
+        problem = f"it does not run in the runtime ({str(error).splitlines()[0]})"
+    else:
+        difference = float(np.max(np.abs(outputs - expected)))
+        if difference <= SPARSE_INT8_TOLERANCE * float(np.max(np.abs(expected))):
+            return sparse
+        problem = f"its outputs differ from the dense int8 file's by up to {difference:.3g}"
+    warnings.warn(
+        f"sparse int8 file not used: {problem}; using the dense int8 file ({len(dense):,} bytes "
+        f"instead of {len(sparse):,}); convert without --int8 for a sparse float file",
+        stacklevel=3,
+    )
+    return dense
 
 
 def convert(
@@ -127,6 +241,7 @@ def convert(
     calibration_data: str | os.PathLike | None = None,
     calibration_images: int = 200,
     force: bool = False,
+    sparse: bool | None = None,
 ) -> Path:
     """Convert a Keras model (object or ``.keras`` path) and write the ``.tflite`` atomically.
 
@@ -138,6 +253,7 @@ def convert(
             :func:`tfcompress.data.resolve_data_dir` for the default).
         calibration_images: how many training images calibrate the int8 ranges.
         force: overwrite ``output``.
+        sparse: sparse weights (see :func:`to_tflite`; ``None``: by :func:`sparse_fraction`).
     """
     check_output_path(output, force)
     if not isinstance(model, keras.Model):
@@ -146,6 +262,8 @@ def convert(
     if int8:
         from tfcompress.data import load_split
 
+        check_int8(model)
+
         size = model.inputs[0].shape[1]
         calibration = load_split(calibration_data, "train", size, limit=calibration_images).images
-    return write_bytes_atomic(output, to_tflite(model, int8=int8, calibration=calibration), force)
+    return write_bytes_atomic(output, to_tflite(model, int8=int8, calibration=calibration, sparse=sparse), force)

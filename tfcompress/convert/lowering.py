@@ -7,8 +7,9 @@ A compression method registers one rule per layer class it owns::
 A rule is ``rule(layer, inputs) -> outputs``: it is called instead of ``layer.call`` while
 the converter traces the model, and emits whatever graph the ``.tflite`` should contain
 (typically a ``tf.function`` with ``experimental_implements`` that the converter fuses
-into one ``CUSTOM`` op). The converter looks rules up by layer class only; it knows no
-method by name.
+into one ``CUSTOM`` op; ``custom_op=`` names it, for messages). The converter looks rules
+up by layer class only; it knows no method by name. A lowered layer is not quantized by
+full-integer conversion (:func:`tfcompress.convert.int8_blockers` lists them).
 
 A method may also register a flatbuffer pass, ``pass(tflite_bytes) -> tflite_bytes``, run on
 every converted file (e.g. the binary package carries activations bit-packed between binary
@@ -25,12 +26,18 @@ import keras
 LoweringRule = Callable[..., object]
 FlatbufferPass = Callable[[bytes], bytes]
 _RULES: dict[type, LoweringRule] = {}
+_CUSTOM_OPS: dict[type, str] = {}
 _PASSES: list[FlatbufferPass] = []
 
 
-def register_lowering(layer_class: type, rule: LoweringRule) -> None:
-    """Use ``rule(layer, inputs, **call_kwargs)`` for every ``layer_class`` layer when converting."""
+def register_lowering(layer_class: type, rule: LoweringRule, custom_op: str | None = None) -> None:
+    """Use ``rule(layer, inputs, **call_kwargs)`` for every ``layer_class`` layer when converting.
+
+    ``custom_op`` names the ``CUSTOM`` op the rule emits (shown in messages about the layer).
+    """
     _RULES[layer_class] = rule
+    if custom_op is not None:
+        _CUSTOM_OPS[layer_class] = custom_op
 
 
 def register_flatbuffer_pass(flatbuffer_pass: FlatbufferPass) -> None:
@@ -46,12 +53,20 @@ def apply_flatbuffer_passes(tflite_bytes: bytes) -> bytes:
     return tflite_bytes
 
 
+def _registered_class(layer: keras.layers.Layer) -> type | None:
+    """``layer``'s class or its nearest base class with a rule, if any."""
+    return next((cls for cls in type(layer).__mro__ if cls in _RULES), None)
+
+
 def lowering_rule(layer: keras.layers.Layer) -> LoweringRule | None:
     """The rule registered for ``layer``'s class or its nearest registered base class."""
-    for cls in type(layer).__mro__:
-        if cls in _RULES:
-            return _RULES[cls]
-    return None
+    cls = _registered_class(layer)
+    return None if cls is None else _RULES[cls]
+
+
+def lowered_custom_op(layer: keras.layers.Layer) -> str | None:
+    """The custom op named when ``layer``'s rule was registered (``None``: no rule, or not named)."""
+    return _CUSTOM_OPS.get(_registered_class(layer))
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -140,5 +140,5 @@ def lower_pq_dense(layer: PQDense, inputs, *args, **kwargs):
     return outputs if after is None else after(outputs)
 
 
-register_lowering(PQConv2D, lower_pq_conv2d)
-register_lowering(PQDense, lower_pq_dense)
+register_lowering(PQConv2D, lower_pq_conv2d, custom_op=DECODE_OP)
+register_lowering(PQDense, lower_pq_dense, custom_op=DENSE_OP)

@@ -110,5 +110,5 @@ def lower_shared_dense(layer: SharedDense, inputs, *args, **kwargs):
     return layer.activation(outputs)
 
 
-register_lowering(SharedConv2D, lower_shared_conv2d)
-register_lowering(SharedDense, lower_shared_dense)
+register_lowering(SharedConv2D, lower_shared_conv2d, custom_op=DECODE_OP)
+register_lowering(SharedDense, lower_shared_dense, custom_op=DECODE_OP)
