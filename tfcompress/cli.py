@@ -2,12 +2,15 @@
 
 Each provider module in :data:`COMMAND_PROVIDERS` has ``add_commands(subparsers)``, which
 adds its subcommands and sets ``handler`` (a function of the parsed arguments) on each.
+Providers import nothing heavy at module level (TensorFlow and Keras are imported by the
+handlers), so ``--help`` starts at once. Every subcommand's ``--help`` shows the defaults.
 A :class:`tfcompress.errors.TfcompressError` is printed as one line and exits with 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -26,9 +29,41 @@ COMMAND_PROVIDERS = (
 )
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after every option's help, also an option without help text.
+
+    Left out where it would say nothing: on-off flags (``store_true`` / ``store_false``),
+    options without a default (``None``), and options whose help already states the default.
+    """
+
+    @staticmethod
+    def shows_default(action: argparse.Action) -> bool:
+        """Whether ``action``'s help gets its default appended."""
+        flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
+        unset = action.default is None or action.default is argparse.SUPPRESS
+        return bool(action.option_strings) and not flag and not unset and "(default" not in (action.help or "")
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self.shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return super()._get_help_string(action) if self.shows_default(action) else action.help or ""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose help shows the defaults (:class:`DefaultsHelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every provider's subcommands."""
-    parser = argparse.ArgumentParser(prog="tfcompress", description="Compress Keras 3 models and ship them as TFLite.")
+    parser = CommandParser(prog="tfcompress", description="Compress Keras 3 models and ship them as TFLite.")
     parser.add_argument("--version", action="version", version=f"tfcompress {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for provider in COMMAND_PROVIDERS:

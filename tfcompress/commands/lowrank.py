@@ -99,12 +99,12 @@ def _factorize(args: argparse.Namespace) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Add ``factorize``."""
-    from tfcompress.lowrank.methods import METHODS
-
+    """Add ``factorize`` (without importing Keras: ``--method`` is checked by the library)."""
     parser = subparsers.add_parser("factorize", help="low-rank factorization (SVD, spatial SVD, Tucker-2, CP)")
     parser.add_argument("model", metavar="IN.keras")
-    parser.add_argument("--method", default="tucker2", choices=METHODS, help="how kxk convs are factored")
+    parser.add_argument(
+        "--method", default="tucker2", help="how kxk convs are factored: svd, spatial_svd, tucker2 or cp"
+    )
     rule = parser.add_mutually_exclusive_group()
     rule.add_argument("--rank", type=_rank, help="one rank for every layer (Tucker-2: R or R_IN,R_OUT)")
     rule.add_argument("--energy", type=float, help="keep this fraction of each layer's spectral energy")
