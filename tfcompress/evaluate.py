@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcompress.data import load_split
-from tfcompress.errors import ModelFileError
+from tfcompress.data import discover_classes, load_split, resolve_data_dir
+from tfcompress.errors import DataError, ModelFileError
 from tfcompress.fileio import write_text_atomic
 
 
@@ -100,6 +100,7 @@ class KerasClassifier:
                 )
         self.model = load_keras_model(path)
         self.input = {"shape": (1, *self.model.inputs[0].shape[1:])}
+        self.output = {"shape": (1, *self.model.outputs[0].shape[1:])}
         self._serve = tf.function(lambda x: self.model(x, training=False))
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -136,7 +137,8 @@ def evaluate(
 
     Raises:
         ModelFileError: the model file is missing, corrupt, or of an unknown kind.
-        DataError: see :func:`tfcompress.data.load_split`.
+        DataError: the model's outputs are not one per class folder of the data, or see
+            :func:`tfcompress.data.load_split`.
     """
     path = Path(model_path)
     if not path.is_file():
@@ -147,7 +149,11 @@ def evaluate(
         classifier = KerasClassifier(path, threads)
     else:
         raise ModelFileError(f"{path}: expected a .tflite or .keras file")
-    data = load_split(data_dir, split, int(classifier.input["shape"][1]), limit)
+    root = resolve_data_dir(data_dir)
+    classes, folders = int(classifier.output["shape"][-1]), len(discover_classes(root))
+    if classes != folders:
+        raise DataError(f"model has {classes} classes, {root} has {folders} class folders")
+    data = load_split(root, split, int(classifier.input["shape"][1]), limit)
     predictions = classifier.predict(data.images).argmax(axis=1)
     prepared = classifier.prepare(data.images[0])
     median, p90 = _time_runs(lambda: classifier.run(prepared), runs, warmup)
