@@ -182,7 +182,12 @@ def add_commands(subparsers) -> None:
     slim = subparsers.add_parser("slim", help="Network Slimming: remove BatchNorm channels, rebuild thinner, finetune")
     slim.add_argument("--ratio", type=float, required=True, help="fraction of BatchNorm channels to remove, [0, 1)")
     slim.add_argument("--l1", type=float, default=1e-4, help="L1 penalty on BatchNorm gamma in the sparsity phase")
-    slim.add_argument("--penalty-epochs", type=int, default=0, help="epochs of sparsity training before slimming")
+    slim.add_argument(
+        "--penalty-epochs",
+        type=int,
+        default=3,
+        help="epochs of sparsity training (L1 on gamma) before slimming; 0 slims by the gammas as they are",
+    )
     _common(slim, epochs=6)
     slim.set_defaults(handler=_slim)
 

@@ -2,25 +2,43 @@
 
 - :func:`prune_and_finetune`: masks on a schedule that reaches ``sparsity`` at 60% of the
   run (about ten mask updates), finetune, :func:`~tfcompress.pruning.strip`.
-- :func:`slim_and_finetune`: optional sparsity training with the L1 penalty on BatchNorm
-  gamma, :func:`~tfcompress.pruning.slim.slim` with one global threshold, finetune.
+- :func:`slim_and_finetune`: sparsity training with the L1 penalty on BatchNorm gamma (3
+  epochs by default), :func:`~tfcompress.pruning.slim.slim` with one global threshold,
+  finetune. It warns when the |gamma| it thresholds barely differ (:func:`gamma_spread` below
+  :data:`MIN_GAMMA_SPREAD`): the cut then removes channels almost at random.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from tfcompress.pruning.finetune import FinetuneConfig, finetune, steps_per_epoch
 from tfcompress.pruning.masks import Granularity
 from tfcompress.pruning.prune import PruningCallback, copy_model, prune, strip
 from tfcompress.pruning.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule, check_sparsity
-from tfcompress.pruning.slim import SlimReport, add_gamma_penalty, slim
+from tfcompress.pruning.slim import SlimReport, add_gamma_penalty, bn_gammas, slim
 
 SCHEDULES = ("polynomial", "constant")
+MIN_GAMMA_SPREAD = 0.1
+
+
+def gamma_spread(model: keras.Model) -> float:
+    """How far apart the BatchNorm ``|gamma|`` are: ``(p90 - p10) / median`` (0.0 without BatchNorm).
+
+    About 1 or more after the sparsity phase has pushed the unimportant channels toward 0;
+    near 0 when the gammas sit where they started (all 1.0 at initialization).
+    """
+    gammas = bn_gammas(model)
+    if gammas.size == 0:
+        return 0.0
+    p10, median, p90 = np.percentile(gammas, [10, 50, 90])
+    return float((p90 - p10) / median) if median > 0 else float("inf")
 
 
 def default_schedule(kind: str, sparsity: float, total_steps: int, reach_at: float = 0.6) -> PruningSchedule:
@@ -94,7 +112,7 @@ def slim_and_finetune(
     data_dir: str | os.PathLike | None,
     ratio: float,
     l1: float = 1e-4,
-    penalty_epochs: int = 0,
+    penalty_epochs: int = 3,
     config: FinetuneConfig | None = None,
     teacher: keras.Model | None = None,
     devices: int | Sequence[str] | None = None,
@@ -102,7 +120,11 @@ def slim_and_finetune(
     limit: int | None = None,
     verbose: int | str = "auto",
 ) -> tuple[keras.Model, SlimReport]:
-    """Network Slimming: ``penalty_epochs`` of L1-on-gamma training, slim to ``ratio``, finetune."""
+    """Network Slimming: ``penalty_epochs`` of L1-on-gamma training, slim to ``ratio``, finetune.
+
+    Warns (``UserWarning``) when :func:`gamma_spread` of the model being slimmed is below
+    :data:`MIN_GAMMA_SPREAD`.
+    """
     config = config or FinetuneConfig()
     image_size = int(model.inputs[0].shape[1])
     if penalty_epochs > 0:
@@ -117,6 +139,14 @@ def slim_and_finetune(
             backup_dir=_backup(backup_dir, "penalty"),
             limit=limit,
             verbose=verbose,
+        )
+    spread = gamma_spread(model)
+    if spread < MIN_GAMMA_SPREAD:
+        warnings.warn(
+            f"the BatchNorm |gamma| barely differ (their 10th to 90th percentile span {spread:.1%} of the median, "
+            f"after {penalty_epochs} penalty epoch(s)): the threshold removes channels almost at random; "
+            "train the sparsity phase longer or stronger (--penalty-epochs, --l1)",
+            stacklevel=2,
         )
     thin, report = slim(model, ratio, return_report=True)
     if config.epochs > 0:
