@@ -23,7 +23,7 @@ COMMAND_PROVIDERS = (
     "tfcompress.commands.core",
     "tfcompress.commands.pq",
     "tfcompress.commands.distill",
-    "tfcompress.commands.binary",
+    "tfcompress.commands.summary",
     "tfcompress.commands.lowrank",
     "tfcompress.commands.pruning",
 )

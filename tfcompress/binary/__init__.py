@@ -26,7 +26,7 @@ from tfcompress.binary.quantizers import (
     ste_sign,
     swish_sign,
 )
-from tfcompress.binary.summary import LayerSummary, ModelSummary, summarize, summary
+from tfcompress.summary import LayerSummary, ModelSummary, summarize, summary
 
 __all__ = [
     "ApproxSign",

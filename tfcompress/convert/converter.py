@@ -14,9 +14,9 @@ output stays ``float32`` logits. Layers lowered to custom ops cannot be quantize
 Sparse weights: when at least :data:`SPARSE_THRESHOLD` (half) of the weights of the plain
 Conv / DepthwiseConv / Dense kernels, all counted together, are exact zeros
 (:func:`sparse_fraction`), the converter's ``EXPERIMENTAL_SPARSITY`` is on: TFLite then stores
-each constant weight tensor that is itself at least 30% zeros in its compressed sparse format
-(TFLite's own per-tensor rule), rebuilt once by a ``DENSIFY`` op at load time in any stock
-runtime. With int8 the sparse file is kept only when it runs in
+each constant weight tensor that is itself at least 30% zeros (:data:`TFLITE_MIN_SPARSITY`,
+TFLite's own per-tensor rule) in its compressed sparse format, rebuilt once by a ``DENSIFY``
+op at load time in any stock runtime. With int8 the sparse file is kept only when it runs in
 :func:`tfcompress.runtime.Interpreter`, gives the dense int8 file's outputs and is smaller;
 otherwise the dense int8 file is returned with a warning (XNNPACK refuses a ``DENSIFY``-fed
 int8 ``FULLY_CONNECTED``, so an int8 model whose dense layer is pruned falls back).
@@ -85,6 +85,7 @@ def _representative(calibration: np.ndarray) -> Iterable[list[np.ndarray]]:
 
 
 SPARSE_THRESHOLD = 0.5
+TFLITE_MIN_SPARSITY = 0.3  # TFLite's DenseToSparse pass keeps a tensor dense below this
 KERNEL_LAYERS = (
     keras.layers.Conv1D,
     keras.layers.Conv2D,
@@ -107,11 +108,22 @@ def sparse_fraction(model: keras.Model) -> float:
     """
     zeros = total = 0
     for layer in _all_layers(model):
-        if isinstance(layer, KERNEL_LAYERS) and lowering_rule(layer) is None:
-            kernel = keras.ops.convert_to_numpy(layer.kernel)
+        kernel = plain_kernel(layer)
+        if kernel is not None:
             zeros += int(np.count_nonzero(kernel == 0))
             total += kernel.size
     return zeros / total if total else 0.0
+
+
+def plain_kernel(layer: keras.layers.Layer) -> np.ndarray | None:
+    """The kernel the converter stores as a constant weight (``None`` for other layers).
+
+    That is the ``kernel`` of a Conv1D/2D/3D, DepthwiseConv1D/2D or Dense layer (subclasses
+    included) without a lowering rule.
+    """
+    if isinstance(layer, KERNEL_LAYERS) and lowering_rule(layer) is None:
+        return keras.ops.convert_to_numpy(layer.kernel)
+    return None
 
 
 def int8_blockers(model: keras.Model) -> list[tuple[str, str]]:

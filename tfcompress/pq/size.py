@@ -74,7 +74,8 @@ class SizeReport:
         return "\n".join(lines) + "\n"
 
 
-def _pq_layer_size(layer: PQConv2D | PQDense) -> LayerSize:
+def pq_layer_size(layer: PQConv2D | PQDense) -> LayerSize:
+    """The paper's size of one PQ layer: codes, fp16 codebook and fp32 bias."""
     n_subvectors = int(np.prod(layer.codes.shape))
     kernel_weights = n_subvectors * layer.block_size
     bias = int(layer.bias.shape[0]) if layer.bias is not None else 0
@@ -94,7 +95,7 @@ def size_report(model: keras.Model) -> SizeReport:
     report = SizeReport()
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, PQConv2D | PQDense):
-            report.layers.append(_pq_layer_size(layer))
+            report.layers.append(pq_layer_size(layer))
         elif layer.weights and not layer._flatten_layers(include_self=False, recursive=False):
             count = sum(int(np.prod(v.shape)) for v in layer.weights)
             report.layers.append(LayerSize(layer.name, type(layer).__name__, count, 4.0 * count, 4 * count, 32.0))

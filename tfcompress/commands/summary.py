@@ -1,4 +1,4 @@
-"""Subcommands of the binary networks: ``summary``."""
+"""``summary``: per-layer bits, memory and MACs of any compressed ``.keras`` model."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import json
 
 
 def _summary(args: argparse.Namespace) -> None:
-    import tfcompress.binary  # noqa: F401  (registers the binary layers before loading)
-    from tfcompress.binary.summary import summary
     from tfcompress.convert import load_keras_model
+    from tfcompress.summary import summary
 
     result = summary(load_keras_model(args.model))
     if args.json:
@@ -22,7 +21,9 @@ def _summary(args: argparse.Namespace) -> None:
 def add_commands(subparsers) -> None:
     """Add ``summary``."""
     summary = subparsers.add_parser(
-        "summary", help="per-layer bits, parameter memory, MACs and binarized MAC share of a .keras model"
+        "summary",
+        help="per-layer bits, parameter memory and MACs of a .keras model, with binary, PQ, shared-weight and "
+        "sparse kernels counted as the .tflite stores them",
     )
     summary.add_argument("model", metavar="MODEL.keras")
     summary.add_argument("--json", metavar="OUT.json", help="also write the summary as JSON")
