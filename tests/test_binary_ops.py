@@ -3,6 +3,10 @@ layers, the .tflite ops against Keras, and bad options failing in Prepare with a
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -24,6 +28,12 @@ CONV_CASES = [
     (1, 6, 6, 128, 72, 1, 1, 1, "VALID", 0),
     (1, 8, 7, 31, 8, (2, 3), (2, 1), 1, "SAME", 0),
     (1, 5, 5, 200, 136, 5, 1, 1, "SAME", 1),
+    # Rows wider than the kernels' pixel blocks (4 + 2 + 1 remainders), 100 channels, batch 2.
+    (2, 13, 19, 100, 24, 3, 1, 1, "SAME", 0),
+    (2, 13, 19, 100, 24, 3, 1, 1, "SAME", 1),
+    # 256 channels: 72 nibble-plane steps, more than the AVX2 byte counters hold (63).
+    (2, 9, 21, 256, 16, 3, 2, 1, "SAME", 0),
+    (1, 12, 11, 64, 72, 3, 2, 1, "SAME", 1),
 ]
 
 
@@ -275,6 +285,46 @@ def test_non_binary_layer_keeps_float_graph():
     outputs = BinaryConv2D(3, 3, kernel_quantizer="ste_sign")(inputs)  # float inputs: not an XNOR op
     model_bytes = to_tflite(keras.Model(inputs, outputs))
     assert runtime.custom_op_names(model_bytes) == []
+
+
+_FORCED_KERNEL_SCRIPT = """
+import sys
+import numpy as np
+from tfcompress import native, runtime
+
+model, x_path = sys.argv[1], sys.argv[2]
+x = np.load(x_path)
+interpreter = runtime.Interpreter(model, runtime="ai_edge_litert")
+interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+interpreter.invoke()
+np.save(x_path, interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+print(native.default_kernel())
+"""
+
+
+@pytest.mark.parametrize("kernel", native.kernels()[1:])
+def test_forced_kernel_runs_the_op(kernel, tmp_path):
+    """``TFCOMPRESS_KERNEL`` picks the kernel the ops use (an AVX2-only CPU gets ``avx2``: the same
+    path as forcing it here), and the op gives the reference's result with it."""
+    keras.utils.set_random_seed(12)
+    inputs = keras.Input((11, 13, 70))
+    layer = BinaryConv2D(24, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign")
+    model_path = tmp_path / "conv.tflite"
+    model_path.write_bytes(to_tflite(keras.Model(inputs, layer(inputs))))
+    x = np.random.default_rng(13).standard_normal((1, 11, 13, 70)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "TFCOMPRESS_KERNEL": kernel}
+    done = subprocess.run(
+        [sys.executable, "-c", _FORCED_KERNEL_SCRIPT, str(model_path), str(tmp_path / "x.npy")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split()[-1] == kernel
+    packed = native.pack_signs(np.transpose(keras.ops.convert_to_numpy(layer.kernel), (3, 0, 1, 2)))
+    expected = native.binary_conv2d(x, packed, kernel="reference", padding="SAME")
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), expected)
 
 
 # --- bad options and tensors: an error from Prepare, never a crash ----------------------

@@ -25,6 +25,10 @@ CASES = [
     (1, 8, 1, 1, 1, "VALID", 0, 1),
     (64, 96, 5, 2, 1, "SAME", 0, 1),
     (31, 40, 3, 1, 2, "SAME", 1, 3),
+    # 200 output channels: sign bits of whole 64-channel groups and a 8-channel tail; 256 inputs
+    # take more steps than the AVX2 byte counters hold.
+    (256, 200, 3, 1, 1, "SAME", 0, 2),
+    (130, 136, 3, 2, 1, "SAME", 1, 1),
 ]
 
 

@@ -153,7 +153,7 @@ TFC_EXPORT int tfc_binary_conv2d_io(const char* kernel, const int* geometry, con
   }
   tfcompress::AlignedWords packed, scratch;
   std::vector<int32_t> tap_sums;
-  tfcompress::RepackWeights(g, weights, &packed, &tap_sums);
+  tfcompress::RepackWeights(*set, g, weights, &packed, &tap_sums);
   tfcompress::ConvBuffers io;
   if (packed_in) {
     io.packed_input = static_cast<const int32_t*>(input);

@@ -36,25 +36,38 @@ std::string ComputeGeometry(Padding padding, ConvGeometry* g) {
   return "";
 }
 
-void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, AlignedWords* weights,
-                   std::vector<int32_t>* tap_sums) {
+void RepackWeights(const KernelSet& kernel, const ConvGeometry& g, const int32_t* file_weights,
+                   AlignedWords* weights, std::vector<int32_t>* tap_sums) {
   const int taps = g.kernel_h * g.kernel_w;
   const int words32 = Words32(g.in_c);
   const int words = Words64(g.in_c);
+  const int planes = kernel.nibble_planes ? 2 : 1;
   const int ocp = RoundUp8(g.out_c);
-  weights->assign(static_cast<size_t>(taps) * words * ocp, 0);
+  weights->assign(static_cast<size_t>(taps) * words * planes * ocp, 0);
   tap_sums->assign(static_cast<size_t>(taps) * ocp, 0);
   for (int c = 0; c < g.out_c; ++c) {
     for (int t = 0; t < taps; ++t) {
       const int32_t* src = file_weights + (static_cast<int64_t>(c) * taps + t) * words32;
       int negatives = 0;
-      for (int j = 0; j < words32; ++j) {
-        // Only the bits of real channels count (padding bits are ignored even if set).
-        const int valid = std::min(32, g.in_c - 32 * j);
-        uint32_t word = static_cast<uint32_t>(src[j]);
-        if (valid < 32) word &= (1u << valid) - 1u;
-        (*weights)[(static_cast<size_t>(t) * words + j / 2) * ocp + c] |= static_cast<uint64_t>(word) << (32 * (j % 2));
-        negatives += __builtin_popcount(word);
+      for (int k = 0; k < words; ++k) {
+        uint64_t word = 0;
+        for (int j = 2 * k; j < std::min(2 * k + 2, words32); ++j) {
+          // Only the bits of real channels count (padding bits are ignored even if set).
+          const int valid = std::min(32, g.in_c - 32 * j);
+          uint32_t half = static_cast<uint32_t>(src[j]);
+          if (valid < 32) half &= (1u << valid) - 1u;
+          word |= static_cast<uint64_t>(half) << (32 * (j % 2));
+          negatives += __builtin_popcount(half);
+        }
+        uint64_t* dst = weights->data() + (static_cast<size_t>(t) * words + k) * planes * ocp + c;
+        if (planes == 2) {
+          uint64_t split[2];
+          StoreNibblePlanes(word, split);
+          dst[0] = split[0];
+          dst[ocp] = split[1];
+        } else {
+          dst[0] = word;
+        }
       }
       (*tap_sums)[static_cast<size_t>(t) * ocp + c] = g.in_c - 2 * negatives;
     }
@@ -191,19 +204,25 @@ struct ImageJob {
 };
 
 // Packed int32 words to uint64 words: word j = int32 word 2j | int32 word 2j+1 << 32, the bits
-// past `channels` cleared (a packed input's unused high bits are ignored).
-void CopyPackedPixels(const int32_t* input, int pixels, int channels, int words, uint64_t* bits) {
+// past `channels` cleared (a packed input's unused high bits are ignored), in nibble planes
+// when `nibble_planes`.
+void CopyPackedPixels(const int32_t* input, int pixels, int channels, bool nibble_planes, uint64_t* bits) {
   const int words32 = Words32(channels);
+  const int words = Words64(channels);
   const uint64_t last_mask = channels % 64 == 0 ? ~uint64_t{0} : (uint64_t{1} << (channels % 64)) - 1;
   for (int p = 0; p < pixels; ++p) {
     const int32_t* in = input + static_cast<int64_t>(p) * words32;
-    uint64_t* out = bits + static_cast<int64_t>(p) * words;
+    uint64_t* out = bits + static_cast<int64_t>(p) * words * (nibble_planes ? 2 : 1);
     for (int j = 0; j < words; ++j) {
       const uint64_t low = static_cast<uint32_t>(in[2 * j]);
       const uint64_t high = 2 * j + 1 < words32 ? static_cast<uint32_t>(in[2 * j + 1]) : 0;
-      out[j] = low | high << 32;
+      const uint64_t word = (low | high << 32) & (j == words - 1 ? last_mask : ~uint64_t{0});
+      if (nibble_planes) {
+        StoreNibblePlanes(word, out + 2 * j);
+      } else {
+        out[j] = word;
+      }
     }
-    out[words - 1] &= last_mask;
   }
 }
 
@@ -226,7 +245,8 @@ void ImageJobRows(void* ctx, int begin, int end) {
     if (job->io->input != nullptr) {
       job->kernel->pack_activations(job->io->input + pixel * g.in_c, g.in_w, g.in_c, job->words, image);
     } else {
-      CopyPackedPixels(job->io->packed_input + pixel * Words32(g.in_c), g.in_w, g.in_c, job->words, image);
+      CopyPackedPixels(job->io->packed_input + pixel * Words32(g.in_c), g.in_w, g.in_c, job->kernel->nibble_planes,
+                       image);
     }
   }
 }
@@ -239,7 +259,7 @@ void RunBinaryConv(const KernelSet& kernel, const ConvGeometry& g, const ConvBuf
                    AlignedWords* scratch) {
   BinaryConvArgs args;
   args.g = g;
-  args.words = Words64(g.in_c);
+  args.words = KernelWords(kernel, g.in_c);
   args.out_c_padded = RoundUp8(g.out_c);
   PaddedImageSize(g, &args.padded_h, &args.padded_w);
   scratch->resize(static_cast<size_t>(g.batch) * args.padded_h * args.padded_w * args.words);

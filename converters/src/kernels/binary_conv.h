@@ -21,6 +21,12 @@
 //       bit image with the padding built in (padded pixels are 0 bits = +1 values), so
 //       every tap of every output pixel is in range and one loop serves border pixels too.
 //   kernel weights:             uint64 [K_h * K_w][words64][C_out rounded up to 8]
+//   nibble planes (kernels with KernelSet::nibble_planes, e.g. AVX2, which has no vector
+//       popcount): every uint64 word w of the two kernel layouts above is stored as two
+//       words, w & 0x0F0F... (low nibbles) then (w >> 4) & 0x0F0F... (high nibbles), so
+//       "words64" doubles. popcount(x ^ w) is the sum over both planes, and each byte of
+//       x_plane ^ w_plane is a nibble that indexes a 16-entry popcount table (PSHUFB) as is:
+//       XOR + lookup + byte add per 128 bits, the masking and shifting done once at packing.
 //
 // One-padding is then exact without any correction. Zero padding subtracts, for a border
 // pixel, the padded taps' contribution of the +1 bits: acc -= sum_{padded t} tapsum[t][c].
@@ -79,10 +85,17 @@ inline int Words32(int channels) { return (channels + 31) / 32; }
 inline int Words64(int channels) { return (channels + 63) / 64; }
 inline int RoundUp8(int n) { return (n + 7) / 8 * 8; }
 
+// Stores `word` as its two nibble planes (layouts above) at out[0], out[1].
+inline void StoreNibblePlanes(uint64_t word, uint64_t* out) {
+  constexpr uint64_t kLowNibbles = 0x0F0F0F0F0F0F0F0FULL;
+  out[0] = word & kLowNibbles;
+  out[1] = (word >> 4) & kLowNibbles;
+}
+
 // Arguments of one optimized convolution, in the layouts above.
 struct BinaryConvArgs {
   ConvGeometry g;
-  int words = 0;                         // uint64 words per input pixel: Words64(in_c)
+  int words = 0;                         // uint64 words per input pixel: Words64(in_c), x2 for nibble planes
   int out_c_padded = 0;                  // RoundUp8(out_c)
   int padded_h = 0, padded_w = 0;        // the bit image, padding included (image at pad_top, pad_left)
   const uint64_t* input_bits = nullptr;  // [batch * padded_h * padded_w][words]
@@ -95,13 +108,20 @@ struct BinaryConvArgs {
   int32_t* packed_output = nullptr;      // [batch * out_h * out_w][Words32(out_c)] bits of the outputs' signs
 };
 
-// One instruction-set variant: bit-packing of float activations and the conv over a range
-// of output rows (row = n * out_h + oy), so that threads can split the rows.
+// One instruction-set variant: bit-packing of float activations (`words` uint64 per pixel,
+// in nibble planes when `nibble_planes`) and the conv over a range of output rows
+// (row = n * out_h + oy), so that threads can split the rows.
 struct KernelSet {
   const char* name;
   void (*pack_activations)(const float* input, int64_t pixels, int channels, int words, uint64_t* bits);
   void (*conv_rows)(const BinaryConvArgs& args, int row_begin, int row_end);
+  bool nibble_planes;  // activations and weights in nibble planes (layouts above)
 };
+
+// uint64 words per pixel (activations) or per tap (weights) in `kernel`'s layout.
+inline int KernelWords(const KernelSet& kernel, int channels) {
+  return Words64(channels) * (kernel.nibble_planes ? 2 : 1);
+}
 
 // Variants compiled in and supported by this CPU, best first ("avx512", "avx2", "neon",
 // "scalar"). The environment variable TFCOMPRESS_KERNEL forces one by name.
@@ -109,9 +129,9 @@ std::vector<const KernelSet*> AvailableKernels();
 const KernelSet* BestKernel();
 const KernelSet* FindKernel(const std::string& name);  // nullptr when unknown or unsupported
 
-// Kernel-layout weights from the file layout (see top). Returns the tap sums too.
-void RepackWeights(const ConvGeometry& g, const int32_t* file_weights, AlignedWords* weights,
-                   std::vector<int32_t>* tap_sums);
+// `kernel`'s weights layout from the file layout (see top). Returns the tap sums too.
+void RepackWeights(const KernelSet& kernel, const ConvGeometry& g, const int32_t* file_weights,
+                   AlignedWords* weights, std::vector<int32_t>* tap_sums);
 
 // The portable reference: straight from the definition, float input and file-layout
 // weights, no packing of activations. The oracle every optimized kernel is tested against.

@@ -6,13 +6,15 @@
 // is in range: word k of tap t of pixel ox of an output row is at
 // first + ox * step + offsets[t * words + k] (step = stride_w * words), and the weights of
 // that step q = t * words + k are weights[q][c] (contiguous in q). Zero padding only adds a
-// per-channel correction for border pixels, which the driver computes (`corrections`,
-// [pixels][out_c_padded], or null).
+// per-channel correction for border pixels, which the driver computes (`corrections`: one
+// pointer per pixel to its [out_c_padded] correction, null for a pixel inside the image; or
+// null for a run without border pixels). Border and inner pixels share the same runs, so a
+// register-blocked kernel keeps its full pixel blocks on rows that touch the border.
 //
 // A micro-kernel provides `static constexpr bool kHasInterior` and either
 //   (kHasInterior) static void Interior(const BinaryConvArgs& args, const uint64_t* first,
 //                      int count, int64_t step, const int64_t* offsets,
-//                      const int32_t* corrections, int64_t out_pixel);
+//                      const int32_t* const* corrections, int64_t out_pixel);
 //       which computes `count` consecutive output pixels and writes them, transformed (float
 //       or packed), at output pixel index out_pixel, out_pixel + 1, ...; or
 //   (!kHasInterior) static void Accumulate(const uint64_t* const* tap_inputs, const int* tap_ids,
@@ -57,6 +59,47 @@ inline void PackSignsWords32(const float* y, int channels, int32_t* out) {
   }
 }
 
+// The per-pixel state of kPixels consecutive output pixels in a register-blocked micro-kernel:
+// each pixel's zero-padding correction row (null inside the image) and, for a packed output,
+// the sign bits of its current group of 64 channels.
+template <int kPixels>
+struct PixelBlock {
+  const int32_t* corr[kPixels];
+  uint64_t bits[kPixels];
+
+  explicit PixelBlock(const int32_t* const* corrections) {
+    for (int i = 0; i < kPixels; ++i) {
+      corr[i] = corrections != nullptr ? corrections[i] : nullptr;
+      bits[i] = 0;
+    }
+  }
+
+  // Stores the sign bits of channels [64 * group, 64 * group + 64) of pixels out_pixel.. and clears them.
+  void StoreBits(const BinaryConvArgs& a, int64_t out_pixel, int group) {
+    const int words32 = Words32(a.g.out_c);
+    for (int i = 0; i < kPixels; ++i) {
+      int32_t* out = a.packed_output + (out_pixel + i) * words32 + 2 * group;
+      out[0] = static_cast<int32_t>(static_cast<uint32_t>(bits[i]));
+      if (2 * group + 1 < words32) out[1] = static_cast<int32_t>(static_cast<uint32_t>(bits[i] >> 32));
+      bits[i] = 0;
+    }
+  }
+};
+
+// Micro::Interior for a micro-kernel with Micro::Pixels<k>(a, first, step, offsets, corrections,
+// out_pixel) for k = kMaxPixels, 2, 1: runs of kMaxPixels pixels, then 2, then 1.
+template <class Micro, int kMaxPixels>
+void InteriorInBlocks(const BinaryConvArgs& a, const uint64_t* first, int count, int64_t step, const int64_t* offsets,
+                      const int32_t* const* corrections, int64_t out_pixel) {
+  auto corr = [&](int at) { return corrections != nullptr ? corrections + at : nullptr; };
+  int i = 0;
+  for (; i + kMaxPixels <= count; i += kMaxPixels) {
+    Micro::template Pixels<kMaxPixels>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
+  }
+  for (; i + 2 <= count; i += 2) Micro::template Pixels<2>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
+  for (; i < count; ++i) Micro::template Pixels<1>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
+}
+
 // y = act(multiplier * (taps * in_c - 2 * popcount - correction) + bias) for one pixel, stored
 // as floats or as packed signs (through `scratch`, out_c floats).
 inline void TransformPixel(const BinaryConvArgs& a, const int32_t* popcounts, const int32_t* correction,
@@ -80,36 +123,35 @@ struct RowWorkspace {
   std::vector<int64_t> offsets;      // [taps * words]: every word of the receptive field
   std::vector<const uint64_t*> tap_inputs;
   std::vector<int> tap_ids;
-  std::vector<int32_t> popcounts, corrections;
+  std::vector<int32_t> popcounts, corrections;  // corrections: [kBorderChunk][out_c_padded]
+  std::vector<const int32_t*> correction_rows;   // [kBorderChunk]
   std::vector<float> outputs;
 };
 
-// Border runs are cut into chunks of at most this many pixels (bounds `corrections`).
+// Rows with border pixels run in chunks of this many pixels (bounds `corrections`; a multiple
+// of the kernels' pixel blocks).
 constexpr int kBorderChunk = 16;
 
-// corrections[i][c] = sum of tap_sums[t][c] over the taps of output pixel (oy, ox0 + i) that
-// fall in the padding (zero padding: those taps must contribute 0, not the +1 bits' sum).
-inline void BorderCorrections(const BinaryConvArgs& a, int oy, int ox0, int count, int32_t* corrections) {
+// corr[c] = sum of tap_sums[t][c] over the taps of output pixel (oy, ox) that fall in the
+// padding (zero padding: those taps must contribute 0, not the +1 bits' sum).
+inline void BorderCorrection(const BinaryConvArgs& a, int oy, int ox, int32_t* corr) {
   const ConvGeometry& g = a.g;
   const int ocp = a.out_c_padded;
-  std::fill(corrections, corrections + static_cast<int64_t>(count) * ocp, 0);
-  for (int i = 0; i < count; ++i) {
-    int32_t* corr = corrections + static_cast<int64_t>(i) * ocp;
-    for (int ky = 0; ky < g.kernel_h; ++ky) {
-      const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
-      for (int kx = 0; kx < g.kernel_w; ++kx) {
-        const int ix = (ox0 + i) * g.stride_w - g.pad_left + kx * g.dilation_w;
-        if (iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w) continue;
-        const int32_t* sums = a.tap_sums + static_cast<int64_t>(ky * g.kernel_w + kx) * ocp;
-        for (int c = 0; c < ocp; ++c) corr[c] += sums[c];
-      }
+  std::fill(corr, corr + ocp, 0);
+  for (int ky = 0; ky < g.kernel_h; ++ky) {
+    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+    for (int kx = 0; kx < g.kernel_w; ++kx) {
+      const int ix = ox * g.stride_w - g.pad_left + kx * g.dilation_w;
+      if (iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w) continue;
+      const int32_t* sums = a.tap_sums + static_cast<int64_t>(ky * g.kernel_w + kx) * ocp;
+      for (int c = 0; c < ocp; ++c) corr[c] += sums[c];
     }
   }
 }
 
 template <class Micro>
 void RunPixels(const BinaryConvArgs& a, RowWorkspace& ws, const uint64_t* first, int count, int64_t step,
-               const int32_t* corrections, int64_t out_pixel) {
+               const int32_t* const* corrections, int64_t out_pixel) {
   if constexpr (Micro::kHasInterior) {
     Micro::Interior(a, first, count, step, ws.offsets.data(), corrections, out_pixel);
   } else {
@@ -119,8 +161,8 @@ void RunPixels(const BinaryConvArgs& a, RowWorkspace& ws, const uint64_t* first,
       const uint64_t* p = first + i * step;
       for (int t = 0; t < taps; ++t) ws.tap_inputs[t] = p + ws.tap_offsets[t];
       Micro::Accumulate(ws.tap_inputs.data(), ws.tap_ids.data(), taps, a.words, a.weights, ocp, ws.popcounts.data());
-      const int32_t* correction = corrections != nullptr ? corrections + static_cast<int64_t>(i) * ocp : nullptr;
-      TransformPixel(a, ws.popcounts.data(), correction, out_pixel + i, ws.outputs.data());
+      TransformPixel(a, ws.popcounts.data(), corrections != nullptr ? corrections[i] : nullptr, out_pixel + i,
+                     ws.outputs.data());
     }
   }
 }
@@ -137,6 +179,7 @@ void ConvRows(const BinaryConvArgs& a, int row_begin, int row_end) {
   ws.tap_ids.resize(taps);
   ws.popcounts.resize(ocp);
   ws.corrections.resize(static_cast<size_t>(kBorderChunk) * ocp);
+  ws.correction_rows.resize(kBorderChunk);
   ws.outputs.resize(ocp);
   for (int ky = 0; ky < g.kernel_h; ++ky) {
     for (int kx = 0; kx < g.kernel_w; ++kx) {
@@ -165,21 +208,20 @@ void ConvRows(const BinaryConvArgs& a, int row_begin, int row_end) {
     const int64_t out_pixel = static_cast<int64_t>(row) * g.out_w;
     const int top = oy * g.stride_h - g.pad_top;
     const bool row_inside = top >= 0 && top + (g.kernel_h - 1) * g.dilation_h < g.in_h;
-    if (!zero_padding) {  // padded bits are exactly the +1 values: no border case
+    // One-padding: the padded bits are exactly the +1 values, no border case.
+    if (!zero_padding || (row_inside && inner_begin == 0 && inner_end == g.out_w)) {
       RunPixels<Micro>(a, ws, first, g.out_w, step, nullptr, out_pixel);
       continue;
     }
-    int ox = 0;
-    while (ox < g.out_w) {
-      const bool inside = row_inside && ox >= inner_begin && ox < inner_end;
-      int end = inside ? inner_end : (row_inside && ox < inner_begin ? inner_begin : g.out_w);
-      if (!inside) {
-        end = std::min(end, ox + kBorderChunk);
-        BorderCorrections(a, oy, ox, end - ox, ws.corrections.data());
+    for (int ox = 0; ox < g.out_w; ox += kBorderChunk) {
+      const int count = std::min(kBorderChunk, g.out_w - ox);
+      for (int i = 0; i < count; ++i) {
+        const bool inside = row_inside && ox + i >= inner_begin && ox + i < inner_end;
+        int32_t* corr = ws.corrections.data() + static_cast<int64_t>(i) * ocp;
+        if (!inside) BorderCorrection(a, oy, ox + i, corr);
+        ws.correction_rows[i] = inside ? nullptr : corr;
       }
-      RunPixels<Micro>(a, ws, first + ox * step, end - ox, step, inside ? nullptr : ws.corrections.data(),
-                       out_pixel + ox);
-      ox = end;
+      RunPixels<Micro>(a, ws, first + ox * step, count, step, ws.correction_rows.data(), out_pixel + ox);
     }
   }
 }

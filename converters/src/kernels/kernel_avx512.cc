@@ -144,55 +144,30 @@ struct Avx512Micro {
     }
   }
 
-  // Stores the sign bits of channels [64 * group, 64 * group + 64) of pixel `pixel`.
-  static inline void StoreBits(const BinaryConvArgs& a, int64_t pixel, int group, uint64_t bits) {
-    const int words32 = Words32(a.g.out_c);
-    int32_t* out = a.packed_output + pixel * words32 + 2 * group;
-    out[0] = static_cast<int32_t>(static_cast<uint32_t>(bits));
-    if (2 * group + 1 < words32) out[1] = static_cast<int32_t>(static_cast<uint32_t>(bits >> 32));
-  }
-
   // All channels of kPixels pixels, in chunks of 16 / kPixels blocks (16 accumulators, at
   // most 64 channels), then 8-channel blocks for the rest.
   template <int kPixels>
   static inline void Pixels(const BinaryConvArgs& a, const uint64_t* first, int64_t step, const int64_t* offsets,
-                            const int32_t* corrections, int64_t out_pixel) {
+                            const int32_t* const* corrections, int64_t out_pixel) {
     constexpr int kBlocks = kPixels >= 2 ? 16 / kPixels : 8;
     constexpr int kChunk = 8 * kBlocks;  // 16, 32 or 64 channels: divides 64
     const int ocp = a.out_c_padded;
-    const int32_t* corr[kPixels];
-    uint64_t bits[kPixels];
-    for (int i = 0; i < kPixels; ++i) {
-      corr[i] = corrections != nullptr ? corrections + static_cast<int64_t>(i) * ocp : nullptr;
-      bits[i] = 0;
-    }
+    internal::PixelBlock<kPixels> block(corrections);
     const bool packed = a.output == nullptr;
     int c0 = 0;
     for (; c0 + kChunk <= ocp; c0 += kChunk) {
-      Block<kBlocks, kPixels>(a, first, step, offsets, corr, out_pixel, c0, bits);
-      if (packed && (c0 + kChunk) % 64 == 0) {
-        for (int i = 0; i < kPixels; ++i) StoreBits(a, out_pixel + i, c0 / 64, bits[i]);
-        for (int i = 0; i < kPixels; ++i) bits[i] = 0;
-      }
+      Block<kBlocks, kPixels>(a, first, step, offsets, block.corr, out_pixel, c0, block.bits);
+      if (packed && (c0 + kChunk) % 64 == 0) block.StoreBits(a, out_pixel, c0 / 64);
     }
-    for (; c0 < ocp; c0 += 8) Block<1, kPixels>(a, first, step, offsets, corr, out_pixel, c0, bits);
-    if (packed && ocp % 64 != 0) {
-      for (int i = 0; i < kPixels; ++i) StoreBits(a, out_pixel + i, ocp / 64, bits[i]);
-    }
+    for (; c0 < ocp; c0 += 8) Block<1, kPixels>(a, first, step, offsets, block.corr, out_pixel, c0, block.bits);
+    if (packed && ocp % 64 != 0) block.StoreBits(a, out_pixel, ocp / 64);
   }
 
   // Runs of kMaxPixels pixels, then 2, 1: every weight load serves several pixels and
   // every broadcast input word several channel blocks.
   static void Interior(const BinaryConvArgs& a, const uint64_t* first, int count, int64_t step,
-                       const int64_t* offsets, const int32_t* corrections, int64_t out_pixel) {
-    const int ocp = a.out_c_padded;
-    int i = 0;
-    auto corr = [&](int at) { return corrections != nullptr ? corrections + static_cast<int64_t>(at) * ocp : nullptr; };
-    for (; i + kMaxPixels <= count; i += kMaxPixels) {
-      Pixels<kMaxPixels>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
-    }
-    for (; i + 2 <= count; i += 2) Pixels<2>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
-    for (; i < count; ++i) Pixels<1>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
+                       const int64_t* offsets, const int32_t* const* corrections, int64_t out_pixel) {
+    internal::InteriorInBlocks<Avx512Micro, kMaxPixels>(a, first, count, step, offsets, corrections, out_pixel);
   }
 };
 
@@ -229,6 +204,6 @@ void PackAvx512(const float* input, int64_t pixels, int channels, int words, uin
 
 }  // namespace
 
-const KernelSet kAvx512Kernel = {"avx512", PackAvx512, internal::ConvRows<Avx512Micro>};
+const KernelSet kAvx512Kernel = {"avx512", PackAvx512, internal::ConvRows<Avx512Micro>, false};
 
 }  // namespace tfcompress

@@ -47,6 +47,6 @@ void PackNeon(const float* input, int64_t pixels, int channels, int words, uint6
 
 }  // namespace
 
-const KernelSet kNeonKernel = {"neon", PackNeon, internal::ConvRows<NeonMicro>};
+const KernelSet kNeonKernel = {"neon", PackNeon, internal::ConvRows<NeonMicro>, false};
 
 }  // namespace tfcompress

@@ -28,6 +28,6 @@ void PackScalar(const float* input, int64_t pixels, int channels, int words, uin
 
 }  // namespace
 
-const KernelSet kScalarKernel = {"scalar", PackScalar, internal::ConvRows<ScalarMicro>};
+const KernelSet kScalarKernel = {"scalar", PackScalar, internal::ConvRows<ScalarMicro>, false};
 
 }  // namespace tfcompress

@@ -109,7 +109,7 @@ TfLiteStatus Prepare(TfLiteContext* context, OpNode* node) {
   state->kernel = BestKernel();
   state->packed_input = packed_input;
   state->packed_output = packed_output;
-  RepackWeights(g, weights->data.i32, &state->weights, &state->tap_sums);
+  RepackWeights(*state->kernel, g, weights->data.i32, &state->weights, &state->tap_sums);
   const int out_last = packed_output ? Words32(g.out_c) : g.out_c;
   return context->ResizeTensor(context, output, NewShape({g.batch, g.out_h, g.out_w, out_last}));
 }

@@ -61,7 +61,7 @@ TfLiteStatus Prepare(TfLiteContext* context, OpNode* node) {
   if (output->type != kTfLiteFloat32) return OpError(context, kName, "output must be float32");
   state->geometry = g;
   state->kernel = BestKernel();
-  RepackWeights(g, weights->data.i32, &state->weights, &state->tap_sums);
+  RepackWeights(*state->kernel, g, weights->data.i32, &state->weights, &state->tap_sums);
   std::vector<int> shape(input->dims->data, input->dims->data + rank);
   shape.back() = g.out_c;
   return context->ResizeTensor(context, output, NewShape(shape));
