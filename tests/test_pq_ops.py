@@ -60,15 +60,19 @@ def test_dense_kernels_match_reference_and_keras(k, d, cin, cout, rows, activati
             np.testing.assert_allclose(output, reference, rtol=1e-5, atol=1e-4, err_msg=variant)
 
 
-def test_large_dense_layer_splits_across_threads():
+@pytest.mark.parametrize("k", [256, 2048])
+def test_large_dense_layer_splits_across_threads(k):
+    """Threads split the blocks and add their partial sums; the activation comes after the sum."""
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (1024 // 4, 1000)).astype(np.int32)  # 1000 outputs: not a multiple of 64
-    codebook = _half(rng.standard_normal((256, 4)))
+    codes = rng.integers(0, k, (1024 // 4, 1000)).astype(np.int32)  # 1000 outputs: not a multiple of 64
+    codebook = _half(rng.standard_normal((k, 4)))
+    bias = rng.standard_normal(1000).astype(np.float32)
     x = rng.standard_normal((2, 1024)).astype(np.float32)
-    expected = x @ decode(codebook, codes, (1024, 1000))
+    expected = np.maximum(x @ decode(codebook, codes, (1024, 1000)) + bias, 0.0)
     for variant in dense_variants():
-        output, _ = pq_dense(x, codes, codebook, None, variant, threads=2)
-        np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-3)
+        for threads in (2, 3):
+            output, _ = pq_dense(x, codes, codebook, bias, variant, "RELU", threads=threads)
+            np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-3, err_msg=f"{variant}, {threads} threads")
 
 
 def test_decode_matches_the_layout():

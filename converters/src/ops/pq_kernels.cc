@@ -105,47 +105,30 @@ void ReferencePQDense(const float* input, int64_t rows, int in_features, int out
 
 namespace {
 
-constexpr int kTile = PQDenseKernel::kTile;
-constexpr int kChunk = 4096;
-
-// T[b][c] = <x_b, C[c]> for blocks [b0, b1): vectorised over c (codebook transposed [d][k]).
-inline void TablesGeneric(const float* x, const float* codebook_t, int k, int d, int b0, int b1, float* tables) {
-  for (int b = b0; b < b1; ++b) {
-    float* table = tables + static_cast<size_t>(b) * k;
-    const float* xb = x + static_cast<size_t>(b) * d;
-    const float x0 = xb[0];
-    for (int c = 0; c < k; ++c) table[c] = x0 * codebook_t[c];
-    for (int t = 1; t < d; ++t) {
-      const float xt = xb[t];
-      const float* row = codebook_t + static_cast<size_t>(t) * k;
-      for (int c = 0; c < k; ++c) table[c] += xt * row[c];
-    }
+// T[c] = <x_b, C[c]> for one block: vectorised over c (codebook transposed [d][k]).
+inline void TableGeneric(const float* xb, const float* codebook_t, int k, int d, float* table) {
+  const float x0 = xb[0];
+  for (int c = 0; c < k; ++c) table[c] = x0 * codebook_t[c];
+  for (int t = 1; t < d; ++t) {
+    const float xt = xb[t];
+    const float* row = codebook_t + static_cast<size_t>(t) * k;
+    for (int c = 0; c < k; ++c) table[c] += xt * row[c];
   }
 }
 
-// y[j] = bias[j] + sum_b T[b][codes[b][j]] for j in [j0, j1): blocks outer, so that one
-// table row (k floats) and the chunk of y (<= kChunk floats) stay in L1 while the codes
-// stream through once.
+// y[j] += T[codes[j]] for j in [0, n).
 template <typename Code>
-inline void LookupScalar(const float* tables, const Code* codes, const float* bias, int k, int blocks, int out, int j0,
-                         int j1, float* y) {
-  std::memcpy(y + j0, bias + j0, sizeof(float) * (j1 - j0));
-  for (int b = 0; b < blocks; ++b) {
-    const float* table = tables + static_cast<size_t>(b) * k;
-    const Code* c = codes + static_cast<size_t>(b) * out;
-    for (int j = j0; j < j1; ++j) y[j] += table[c[j]];
-  }
+inline void LookupScalar(const float* table, const Code* codes, int n, float* y) {
+  for (int j = 0; j < n; ++j) y[j] += table[codes[j]];
 }
 
 #if TFC_PQ_X86
-__attribute__((target("avx2,fma"))) void TablesAvx2(const float* x, const float* cbt, int k, int d, int b0, int b1,
-                                                     float* tables) {
-  TablesGeneric(x, cbt, k, d, b0, b1, tables);
+__attribute__((target("avx2,fma"))) void TableAvx2(const float* xb, const float* cbt, int k, int d, float* table) {
+  TableGeneric(xb, cbt, k, d, table);
 }
 
-__attribute__((target("avx512f"))) void TablesAvx512(const float* x, const float* cbt, int k, int d, int b0, int b1,
-                                                      float* tables) {
-  TablesGeneric(x, cbt, k, d, b0, b1, tables);
+__attribute__((target("avx512f"))) void TableAvx512(const float* xb, const float* cbt, int k, int d, float* table) {
+  TableGeneric(xb, cbt, k, d, table);
 }
 
 template <typename Code>
@@ -158,21 +141,15 @@ __attribute__((target("avx2,fma"))) __m256i LoadIndices8(const Code* c) {
 }
 
 template <typename Code>
-__attribute__((target("avx2,fma"))) void LookupAvx2(const float* tables, const Code* codes, const float* bias, int k,
-                                                     int blocks, int out, int j0, int j1, float* y) {
-  std::memcpy(y + j0, bias + j0, sizeof(float) * (j1 - j0));
-  const int vector_end = j0 + (j1 - j0) / 32 * 32;
-  for (int b = 0; b < blocks; ++b) {
-    const float* table = tables + static_cast<size_t>(b) * k;
-    const Code* c = codes + static_cast<size_t>(b) * out;
-    for (int j = j0; j < vector_end; j += 32) {
-      for (int q = 0; q < 32; q += 8) {
-        const __m256 g = _mm256_i32gather_ps(table, LoadIndices8(c + j + q), 4);
-        _mm256_storeu_ps(y + j + q, _mm256_add_ps(_mm256_loadu_ps(y + j + q), g));
-      }
+__attribute__((target("avx2,fma"))) void LookupAvx2(const float* table, const Code* codes, int n, float* y) {
+  const int vector_end = n / 32 * 32;
+  for (int j = 0; j < vector_end; j += 32) {
+    for (int q = 0; q < 32; q += 8) {
+      const __m256 g = _mm256_i32gather_ps(table, LoadIndices8(codes + j + q), 4);
+      _mm256_storeu_ps(y + j + q, _mm256_add_ps(_mm256_loadu_ps(y + j + q), g));
     }
-    for (int j = vector_end; j < j1; ++j) y[j] += table[c[j]];
   }
+  LookupScalar(table, codes + vector_end, n - vector_end, y + vector_end);
 }
 
 template <typename Code>
@@ -185,25 +162,19 @@ __attribute__((target("avx512f"))) __m512i LoadIndices16(const Code* c) {
 }
 
 template <typename Code>
-__attribute__((target("avx512f"))) void LookupAvx512(const float* tables, const Code* codes, const float* bias, int k,
-                                                      int blocks, int out, int j0, int j1, float* y) {
-  std::memcpy(y + j0, bias + j0, sizeof(float) * (j1 - j0));
-  const int vector_end = j0 + (j1 - j0) / 64 * 64;
-  for (int b = 0; b < blocks; ++b) {
-    const float* table = tables + static_cast<size_t>(b) * k;
-    const Code* c = codes + static_cast<size_t>(b) * out;
-    for (int j = j0; j < vector_end; j += 64) {
-      const __m512 g0 = _mm512_i32gather_ps(LoadIndices16(c + j), table, 4);
-      const __m512 g1 = _mm512_i32gather_ps(LoadIndices16(c + j + 16), table, 4);
-      const __m512 g2 = _mm512_i32gather_ps(LoadIndices16(c + j + 32), table, 4);
-      const __m512 g3 = _mm512_i32gather_ps(LoadIndices16(c + j + 48), table, 4);
-      _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_loadu_ps(y + j), g0));
-      _mm512_storeu_ps(y + j + 16, _mm512_add_ps(_mm512_loadu_ps(y + j + 16), g1));
-      _mm512_storeu_ps(y + j + 32, _mm512_add_ps(_mm512_loadu_ps(y + j + 32), g2));
-      _mm512_storeu_ps(y + j + 48, _mm512_add_ps(_mm512_loadu_ps(y + j + 48), g3));
-    }
-    for (int j = vector_end; j < j1; ++j) y[j] += table[c[j]];
+__attribute__((target("avx512f"))) void LookupAvx512(const float* table, const Code* codes, int n, float* y) {
+  const int vector_end = n / 64 * 64;
+  for (int j = 0; j < vector_end; j += 64) {
+    const __m512 g0 = _mm512_i32gather_ps(LoadIndices16(codes + j), table, 4);
+    const __m512 g1 = _mm512_i32gather_ps(LoadIndices16(codes + j + 16), table, 4);
+    const __m512 g2 = _mm512_i32gather_ps(LoadIndices16(codes + j + 32), table, 4);
+    const __m512 g3 = _mm512_i32gather_ps(LoadIndices16(codes + j + 48), table, 4);
+    _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_loadu_ps(y + j), g0));
+    _mm512_storeu_ps(y + j + 16, _mm512_add_ps(_mm512_loadu_ps(y + j + 16), g1));
+    _mm512_storeu_ps(y + j + 32, _mm512_add_ps(_mm512_loadu_ps(y + j + 32), g2));
+    _mm512_storeu_ps(y + j + 48, _mm512_add_ps(_mm512_loadu_ps(y + j + 48), g3));
   }
+  LookupScalar(table, codes + vector_end, n - vector_end, y + vector_end);
 }
 
 bool HasAvx512() { return __builtin_cpu_supports("avx512f"); }
@@ -235,17 +206,12 @@ struct RowJob {
   PQDenseKernel* kernel;
   const float* x;
   float* y;
-  Activation activation;
+  int parts;
 };
 
-void TablesTask(void* ctx, int begin, int end) {
+void PartTask(void* ctx, int begin, int end) {
   auto* job = static_cast<RowJob*>(ctx);
-  job->kernel->BuildTables(job->x, begin, end);
-}
-
-void LookupTask(void* ctx, int begin, int end) {
-  auto* job = static_cast<RowJob*>(ctx);
-  job->kernel->LookupTiles(job->y, begin, end, job->activation);
+  for (int part = begin; part < end; ++part) job->kernel->RunPart(job->x, part, job->parts, job->y);
 }
 
 }  // namespace
@@ -271,7 +237,6 @@ std::string PQDenseKernel::Prepare(const uint16_t* codes, const float* codebook,
   in_ = in_features;
   out_ = out_features;
   blocks_ = in_features / block_size;
-  tiles_ = (out_features + kTile - 1) / kTile;
   narrow_ = n_centroids <= 256;
   const size_t count = static_cast<size_t>(blocks_) * out_;
   codes8_.assign(narrow_ ? count : 0, 0);
@@ -289,56 +254,64 @@ std::string PQDenseKernel::Prepare(const uint16_t* codes, const float* codebook,
   }
   bias_.assign(static_cast<size_t>(out_), 0.0f);
   if (bias != nullptr) std::copy(bias, bias + out_, bias_.begin());
-  tables_.assign(static_cast<size_t>(blocks_) * k_, 0.0f);
   return "";
 }
 
-void PQDenseKernel::BuildTables(const float* x, int block_begin, int block_end) {
+void PQDenseKernel::LookupBlock(const float* table, int block, float* y) const {
+  const size_t row = static_cast<size_t>(block) * out_;
 #if TFC_PQ_X86
-  if (level_ == 2) return TablesAvx512(x, codebook_t_.data(), k_, d_, block_begin, block_end, tables_.data());
-  if (level_ == 1) return TablesAvx2(x, codebook_t_.data(), k_, d_, block_begin, block_end, tables_.data());
+  if (level_ == 2) {
+    return narrow_ ? LookupAvx512(table, codes8_.data() + row, out_, y)
+                   : LookupAvx512(table, codes16_.data() + row, out_, y);
+  }
+  if (level_ == 1) {
+    return narrow_ ? LookupAvx2(table, codes8_.data() + row, out_, y) : LookupAvx2(table, codes16_.data() + row, out_, y);
+  }
 #endif
-  TablesGeneric(x, codebook_t_.data(), k_, d_, block_begin, block_end, tables_.data());
+  narrow_ ? LookupScalar(table, codes8_.data() + row, out_, y) : LookupScalar(table, codes16_.data() + row, out_, y);
 }
 
-void PQDenseKernel::LookupTiles(float* y, int tile_begin, int tile_end, Activation activation) const {
-  const float* t = tables_.data();
-  const float* bias = bias_.data();
-  // Units of 64 outputs are what threads split; a chunk of y is at most kChunk floats.
-  const int end = std::min(out_, tile_end * kTile);
-  for (int j0 = tile_begin * kTile; j0 < end; j0 += kChunk) {
-    const int j1 = std::min(end, j0 + kChunk);
+void PQDenseKernel::RunPart(const float* x, int part, int parts, float* y) {
+  const int b0 = static_cast<int>(static_cast<int64_t>(blocks_) * part / parts);
+  const int b1 = static_cast<int>(static_cast<int64_t>(blocks_) * (part + 1) / parts);
+  float* table = tables_.data() + static_cast<size_t>(part) * k_;
+  float* acc = part == 0 ? y : partials_.data() + static_cast<size_t>(part - 1) * out_;
+  if (part == 0) {
+    std::copy(bias_.begin(), bias_.end(), acc);
+  } else {
+    std::fill(acc, acc + out_, 0.0f);
+  }
+  for (int b = b0; b < b1; ++b) {
+    const float* xb = x + static_cast<size_t>(b) * d_;
 #if TFC_PQ_X86
     if (level_ == 2) {
-      narrow_ ? LookupAvx512(t, codes8_.data(), bias, k_, blocks_, out_, j0, j1, y)
-              : LookupAvx512(t, codes16_.data(), bias, k_, blocks_, out_, j0, j1, y);
+      TableAvx512(xb, codebook_t_.data(), k_, d_, table);
     } else if (level_ == 1) {
-      narrow_ ? LookupAvx2(t, codes8_.data(), bias, k_, blocks_, out_, j0, j1, y)
-              : LookupAvx2(t, codes16_.data(), bias, k_, blocks_, out_, j0, j1, y);
+      TableAvx2(xb, codebook_t_.data(), k_, d_, table);
     } else
 #endif
     {
-      narrow_ ? LookupScalar(t, codes8_.data(), bias, k_, blocks_, out_, j0, j1, y)
-              : LookupScalar(t, codes16_.data(), bias, k_, blocks_, out_, j0, j1, y);
+      TableGeneric(xb, codebook_t_.data(), k_, d_, table);
     }
-    if (activation != Activation::kNone) {
-      for (int j = j0; j < j1; ++j) y[j] = Activate(y[j], activation);
-    }
+    LookupBlock(table, b, acc);
   }
 }
 
 void PQDenseKernel::Run(const float* input, int64_t rows, Activation activation, float* output, int threads) {
-  threads = std::max(1, threads);
+  // Small layers are not worth waking a second thread.
+  const int parts = static_cast<int64_t>(blocks_) * out_ >= 65536 ? std::min(std::max(1, threads), blocks_) : 1;
+  tables_.resize(static_cast<size_t>(parts) * k_);
+  partials_.resize(static_cast<size_t>(parts - 1) * out_);
   for (int64_t r = 0; r < rows; ++r) {
-    RowJob job{this, input + r * in_, output + r * out_, activation};
-    // Small layers are not worth waking a second thread.
-    const bool parallel = threads > 1 && static_cast<int64_t>(blocks_) * out_ >= 65536;
-    if (parallel) {
-      ParallelFor(blocks_, threads, TablesTask, &job);
-      ParallelFor(tiles_, threads, LookupTask, &job);
-    } else {
-      BuildTables(job.x, 0, blocks_);
-      LookupTiles(job.y, 0, tiles_, activation);
+    RowJob job{this, input + r * in_, output + r * out_, parts};
+    ParallelFor(parts, parts, PartTask, &job);
+    float* y = job.y;
+    for (int part = 1; part < parts; ++part) {
+      const float* partial = partials_.data() + static_cast<size_t>(part - 1) * out_;
+      for (int j = 0; j < out_; ++j) y[j] += partial[j];
+    }
+    if (activation != Activation::kNone) {
+      for (int j = 0; j < out_; ++j) y[j] = Activate(y[j], activation);
     }
   }
 }

@@ -41,13 +41,13 @@ void ReferencePQDense(const float* input, int64_t rows, int in_features, int out
                       Activation activation, float* output);
 
 // The lookup-table dense layer, prepared once: codes [block][C_out] (uint8 when k <= 256,
-// else uint16), codebook transposed [d][k]. Threads split the outputs in units of kTile;
-// within a range, chunks of up to 4096 outputs run with the blocks outer, so the table
-// row and the chunk of y stay in L1 while the codes stream through once.
+// else uint16), codebook transposed [d][k]. Table and lookups are fused per block: table row b
+// (k floats) is built and at once looked up by all C_out outputs, so it never leaves L1 (with
+// all tables built first, k = 2048 and 1024 blocks make an 8 MB table that is written to and
+// read back from L3 on every invoke). Threads split the blocks; each sums into its own copy
+// of y (C_out floats), added up at the end.
 class PQDenseKernel {
  public:
-  static constexpr int kTile = 64;
-
   // `variant`: "auto" (best for this CPU, or $TFCOMPRESS_KERNEL), "avx512", "avx2" or
   // "scalar". Returns an error message, or "" on success.
   std::string Prepare(const uint16_t* codes, const float* codebook, const float* bias, int n_centroids,
@@ -55,12 +55,14 @@ class PQDenseKernel {
   void Run(const float* input, int64_t rows, Activation activation, float* output, int threads);
   const char* variant() const { return variant_; }
 
-  // Internal: the per-row phases, public for the thread-pool trampolines.
-  void BuildTables(const float* x, int block_begin, int block_end);
-  void LookupTiles(float* y, int tile_begin, int tile_end, Activation activation) const;
+  // Internal, public for the thread-pool trampoline: the blocks of part `part` of `parts`
+  // into y (part 0: y = bias + its sum; others: their own partial sums).
+  void RunPart(const float* x, int part, int parts, float* y);
 
  private:
-  int k_ = 0, d_ = 0, in_ = 0, out_ = 0, blocks_ = 0, tiles_ = 0;
+  void LookupBlock(const float* table, int block, float* y) const;
+
+  int k_ = 0, d_ = 0, in_ = 0, out_ = 0, blocks_ = 0;
   bool narrow_ = true;
   const char* variant_ = "scalar";
   int level_ = 0;  // 0 scalar, 1 avx2, 2 avx512
@@ -68,7 +70,8 @@ class PQDenseKernel {
   std::vector<uint16_t> codes16_;
   std::vector<float> codebook_t_;  // [d][k]
   std::vector<float> bias_;        // [C_out]
-  std::vector<float> tables_;      // [blocks][k]
+  std::vector<float> tables_;      // [parts][k]: one table row per part
+  std::vector<float> partials_;    // [parts - 1][C_out]
 };
 
 // Names of the dense variants usable on this CPU, best first ("avx512,avx2,scalar").
