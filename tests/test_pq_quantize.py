@@ -12,6 +12,7 @@ from tfcompress.distribute import get_strategy
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
 from tfcompress.pq import PQConv2D, PQDense, ProductQuantizer, quantize
 from tfcompress.pq.finetune import finetune_codebooks
+from tfcompress.skipped import skipped_layers
 
 SIZE = 16
 
@@ -113,8 +114,11 @@ def test_bad_inputs_give_clear_errors():
 
 def test_unsupported_layers_are_named_and_left_float():
     model = tiny_model(depthwise=True)
-    with pytest.warns(UserWarning, match=r"'dw' \(DepthwiseConv2D\) cannot be product-quantized; left float"):
+    with pytest.warns(
+        UserWarning, match=r"left float: stem \(Conv2D: the first layer.*dw \(DepthwiseConv2D: only Conv2D"
+    ):
         student = quantize(model, images(16), n_centroids=8, layer_steps=0, global_steps=0, verbose=0)
+    assert [record.layer for record in skipped_layers(student)] == ["stem", "dw"]
     assert type(student.get_layer("dw")) is keras.layers.DepthwiseConv2D
     np.testing.assert_array_equal(student.get_layer("dw").get_weights()[0], model.get_layer("dw").get_weights()[0])
 

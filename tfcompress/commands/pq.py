@@ -17,6 +17,7 @@ def _pq(args: argparse.Namespace) -> None:
     from tfcompress.distribute import get_strategy
     from tfcompress.fileio import atomic_output, check_output_path
     from tfcompress.pq import ProductQuantizer, size_report
+    from tfcompress.skipped import describe_skipped
 
     check_output_path(args.output, args.force)
     strategy = get_strategy(args.devices)
@@ -51,6 +52,8 @@ def _pq(args: argparse.Namespace) -> None:
     print(report.markdown())
     em_seconds = sum(r.em_seconds for r in quantizer.records)
     print(f"EM time {em_seconds:.2f} s over {len(quantizer.records)} layers")
+    if quantizer.skipped:
+        print(describe_skipped(quantizer.skipped, "left float: "))
     print(f"wrote {args.output} ({report.compressed_bytes:,.0f} bytes by the paper's count, {report.compression:.1f}x)")
 
 

@@ -8,8 +8,9 @@ import keras
 
 from tfcompress.errors import TfcompressError
 from tfcompress.lowrank.methods import FitOptions, Rank
-from tfcompress.lowrank.plan import Plan, apply_plan, make_plan
+from tfcompress.lowrank.plan import Plan, apply_plan, candidate_layers, make_plan
 from tfcompress.lowrank.search import DEFAULT_FRACTIONS, Target, search_ranks
+from tfcompress.skipped import SkippedLayer
 
 
 def choose_plan(
@@ -28,7 +29,10 @@ def choose_plan(
     threads: int = 1,
     verbose: int = 0,
 ) -> Plan:
-    """The :class:`~tfcompress.lowrank.plan.Plan` that :func:`factorize` applies (same arguments)."""
+    """The :class:`~tfcompress.lowrank.plan.Plan` that :func:`factorize` applies (same arguments).
+
+    Its ``skipped`` lists every layer with a kernel left as it is, with the reason.
+    """
     if sum(x is not None for x in (rank, energy, target)) != 1:
         raise TfcompressError("give exactly one of rank (int, pair, dict or 'vbmf'), energy and target")
     options = FitOptions(tucker_iterations=tucker_iterations, cp_iterations=cp_iterations)
@@ -48,6 +52,13 @@ def choose_plan(
         threads=threads,
         verbose=verbose,
     )
+    selected, skipped = candidate_layers(model, layers)
+    kept = [
+        SkippedLayer.of(layer, "the search left it as it is")
+        for layer, _ in selected
+        if layer.name not in result.plan.ranks
+    ]
+    result.plan.skipped = [*skipped, *kept]
     return result.plan
 
 

@@ -24,11 +24,11 @@ from tfcompress.lowrank.methods import (
     effective_method,
     factor_kernels,
     factorized_cost,
-    is_factorizable_type,
     original_cost,
     replacement_layers,
     selected_rank,
 )
+from tfcompress.skipped import SkippedLayer, attach_skipped, has_kernel
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ class Plan:
     Attributes:
         method: the method asked for (Dense and 1x1 convs use SVD whatever it is).
         layers: the factorized layers.
-        skipped: one message per candidate layer left as it is.
+        skipped: each layer with a kernel left as it is, with the reason.
         options: numerical options of the decompositions.
     """
 
     method: str
     layers: list[LayerPlan] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[SkippedLayer] = field(default_factory=list)
     options: FitOptions = field(default_factory=FitOptions)
 
     @property
@@ -73,18 +73,18 @@ class Plan:
                 f"{p.name}: {p.method} rank {p.rank}, MACs {p.macs_before:,} -> {p.macs_after:,}, "
                 f"params {p.params_before:,} -> {p.params_after:,}"
             )
-        lines.extend(f"kept {message}" for message in self.skipped)
+        lines.extend(f"kept {record}" for record in self.skipped)
         return "\n".join(lines)
 
 
 def candidate_layers(
     model: keras.Model, layers: Sequence[str] | None = None
-) -> tuple[list[tuple[keras.layers.Layer, LayerInfo]], list[str]]:
-    """The layers to consider, with their info, and messages for the ones left out.
+) -> tuple[list[tuple[keras.layers.Layer, LayerInfo]], list[SkippedLayer]]:
+    """The layers to consider, with their info, and records of the ones left out.
 
-    With ``layers=None`` every Dense/Conv2D layer of the model is considered, and those a
-    method cannot handle (grouped convs, ...) are left out with a message. Named layers
-    must all exist and be supported.
+    With ``layers=None`` every Dense/Conv2D layer of the model is considered, and every
+    other layer with a kernel (depthwise convs, grouped convs, ...) is left out with a
+    record. Named layers must all exist and be supported.
 
     Raises:
         TfcompressError: a named layer that does not exist.
@@ -95,12 +95,12 @@ def candidate_layers(
     found, skipped = [], []
     if layers is None:
         for layer in model.layers:
-            if not is_factorizable_type(layer):
+            if not has_kernel(layer):
                 continue
             try:
                 found.append((layer, describe(layer)))
             except UnsupportedLayerError as error:
-                skipped.append(str(error))
+                skipped.append(SkippedLayer.of(layer, str(error).removeprefix(f"layer {layer.name!r} ")))
         return found, skipped
     for name in layers:
         if name not in by_name:
@@ -175,19 +175,22 @@ def make_plan(
         except TfcompressError as error:
             if strict:
                 raise
-            plan.skipped.append(f"{info.name}: {str(error).split(': ', 1)[1]}")
+            plan.skipped.append(SkippedLayer.of(layer, str(error).split(": ", 1)[1]))
             continue
         layer_plan = _layer_plan(layer, info, method, layer_rank)
         if not strict and layer_plan.macs_after >= layer_plan.macs_before:
             plan.skipped.append(
-                f"{info.name}: rank {layer_rank} would not save MACs ({layer_plan.macs_after:,} >= "
-                f"{layer_plan.macs_before:,})"
+                SkippedLayer.of(
+                    layer,
+                    f"rank {layer_rank} would not save MACs ({layer_plan.macs_after:,} >= {layer_plan.macs_before:,})",
+                )
             )
             continue
         plan.layers.append(layer_plan)
     if not plan.layers:
         raise TfcompressError(
-            "no layer would get cheaper with these ranks: " + ("; ".join(plan.skipped) or "no Dense/Conv2D layers")
+            "no layer would get cheaper with these ranks: "
+            + ("; ".join(map(str, plan.skipped)) or "no Dense/Conv2D layers")
         )
     return plan
 
@@ -200,7 +203,10 @@ def plan_from_ranks(
 
 
 def apply_plan(model: keras.Model, plan: Plan, verbose: int = 0) -> keras.Model:
-    """Fit the factors of every planned layer and return the rebuilt model (``model`` unchanged)."""
+    """Fit the factors of every planned layer and return the rebuilt model (``model`` unchanged).
+
+    ``plan.skipped`` is attached to the result (:func:`tfcompress.skipped.skipped_layers`).
+    """
     model = as_functional(model)
     by_name = {layer.name: layer for layer in model.layers}
     chains, kernels = {}, {}
@@ -213,7 +219,7 @@ def apply_plan(model: keras.Model, plan: Plan, verbose: int = 0) -> keras.Model:
         kernels[layer.name] = factor_kernels(info, plan.method, layer_plan.rank, kernel, plan.options)
         if progress is not None:
             progress.add(1)
-    return replace_layers(model, chains, kernels)
+    return attach_skipped(replace_layers(model, chains, kernels), plan.skipped)
 
 
 def replaced_layer_names(plan: Plan, model: keras.Model) -> dict[str, list[str]]:

@@ -42,6 +42,19 @@ def check_block_size(kernel_shape: Sequence[int], block_size: int, layer_name: s
     return rows // block_size
 
 
+def fitting_block_size(rows: int, ceiling: int) -> int | None:
+    """The largest ``d`` in ``[2, ceiling]`` that divides ``rows``; ``None`` when there is none.
+
+    A preset's ``d`` is a ceiling: a 1x1 conv with ``C_in = 6`` (a squeeze-excitation expand
+    in EfficientNet) gets ``d = 3`` instead of 4. ``d = 1`` would be scalar quantization, not
+    product quantization, so a layer whose ``R`` has no divisor in range is left float.
+    """
+    for size in range(min(ceiling, rows), 1, -1):
+        if rows % size == 0:
+            return size
+    return None
+
+
 def kernel_to_subvectors(kernel: np.ndarray, block_size: int) -> np.ndarray:
     """Keras kernel -> subvectors of shape ``(R / d, C_out, d)``."""
     rows = np.transpose(kernel, (2, 0, 1, 3)) if kernel.ndim == 4 else kernel

@@ -35,7 +35,8 @@ from tfcompress.pq.activations import conv_input_gram, dense_input_gram
 from tfcompress.pq.em import activation_aware_kmeans, capped_centroids
 from tfcompress.pq.finetune import finetune_codebooks
 from tfcompress.pq.layers import PQConv2D, PQDense
-from tfcompress.pq.layout import check_block_size, kernel_to_subvectors
+from tfcompress.pq.layout import check_block_size, fitting_block_size, kernel_rows, kernel_to_subvectors
+from tfcompress.skipped import SkippedLayer, attach_skipped, describe_skipped, has_kernel
 
 #: The paper's block sizes: "small" (d = kernel area for kxk convs, 4 for 1x1 and dense)
 #: and "large" (twice that for convs; dense stays 4).
@@ -69,25 +70,30 @@ def is_quantizable(layer: keras.layers.Layer) -> bool:
     return type(layer) is keras.layers.Dense
 
 
-def _has_kernel(layer: keras.layers.Layer) -> bool:
-    return any(v.path.endswith("kernel") or "kernel" in v.name for v in layer.weights)
+def block_size_for(layer: keras.layers.Layer, block_sizes: str | int | Mapping[str, int]) -> int | None:
+    """The ``d`` of ``layer`` under a preset (``"small"``/``"large"``), one int, or a per-name mapping.
 
+    An integer is taken as given. A preset's ``d`` is a ceiling: when it does not divide the
+    layer's ``R = C_in * kh * kw`` the largest divisor of ``R`` below it is used
+    (:func:`~tfcompress.pq.layout.fitting_block_size`), and ``None`` means none fits.
 
-def block_size_for(layer: keras.layers.Layer, block_sizes: str | int | Mapping[str, int]) -> int:
-    """The ``d`` of ``layer`` under a preset (``"small"``/``"large"``), one int, or a per-name mapping."""
+    Raises:
+        TfcompressError: an unknown preset, or an integer that does not divide ``R``.
+    """
     if isinstance(block_sizes, Mapping):
-        if layer.name in block_sizes:
-            return int(block_sizes[layer.name])
-        block_sizes = block_sizes.get("default", "small")
-    if isinstance(block_sizes, int):
-        return block_sizes
+        block_sizes = block_sizes.get(layer.name, block_sizes.get("default", "small"))
+    if isinstance(block_sizes, int | np.integer):
+        check_block_size(layer.kernel.shape, int(block_sizes), layer.name)
+        return int(block_sizes)
     if block_sizes not in BLOCK_PRESETS:
         raise TfcompressError(f"unknown block size preset {block_sizes!r}; use small, large or an integer")
     preset = BLOCK_PRESETS[block_sizes]
     if isinstance(layer, keras.layers.Dense):
-        return preset["dense"]
-    kh, kw = layer.kernel_size
-    return preset["pointwise"] if kh * kw == 1 else preset["conv"] * kh * kw
+        ceiling = preset["dense"]
+    else:
+        kh, kw = layer.kernel_size
+        ceiling = preset["pointwise"] if kh * kw == 1 else preset["conv"] * kh * kw
+    return fitting_block_size(kernel_rows(layer.kernel.shape), ceiling)
 
 
 def _private_copy(model: keras.Model) -> keras.Model:
@@ -143,7 +149,9 @@ class ProductQuantizer:
     """Bottom-up PQ of a Keras model; :func:`quantize` is the one-call form.
 
     Args: see :func:`quantize`. After :meth:`run`, :attr:`records` holds a
-    :class:`LayerRecord` per quantized layer.
+    :class:`LayerRecord` per quantized layer and :attr:`skipped` a
+    :class:`~tfcompress.skipped.SkippedLayer` per layer with a kernel left float, with the
+    reason (also attached to the returned model).
     """
 
     def __init__(
@@ -200,19 +208,27 @@ class ProductQuantizer:
         self.seed = seed
         self.verbose = verbose
         self.records: list[LayerRecord] = []
+        self.skipped: list[SkippedLayer] = []
+        self.block_size_of: dict[str, int] = {}
 
     def select_layers(self, model: keras.Model) -> list[keras.layers.Layer]:
-        """The layers to quantize, bottom-up; warns about layers with kernels left float.
+        """The layers to quantize, bottom-up; every other layer with a kernel goes to :attr:`skipped`.
+
+        A layer is left float, with its reason, when it is not a plain ``Conv2D`` / ``Dense``,
+        is the first layer (unless ``quantize_first_layer``) or in ``skip``, when no block
+        size of its preset divides its rows, or when it has fewer than 8 subvectors. The
+        chosen block sizes go to :attr:`block_size_of`.
 
         Raises:
             UnsupportedLayerError: a layer named in ``layers`` cannot be quantized.
-            TfcompressError: a layer named in ``layers`` or ``skip`` does not exist, or a
-                block size does not divide a selected layer.
+            TfcompressError: a layer named in ``layers`` or ``skip`` does not exist, or an
+                integer block size does not divide a selected layer.
         """
         by_name = {layer.name: layer for layer in model.layers}
         for name in [*(self.layers or []), *self.skip]:
             if name not in by_name:
                 raise TfcompressError(f"no layer named {name!r} in model {model.name}")
+        self.skipped, self.block_size_of = [], {}
         if self.layers is not None:
             for name in self.layers:
                 if not is_quantizable(by_name[name]):
@@ -224,16 +240,35 @@ class ProductQuantizer:
         else:
             candidates = [layer for layer in model.layers if is_quantizable(layer)]
             first = candidates[0].name if candidates and not self.quantize_first_layer else None
-            chosen = [layer for layer in candidates if layer.name != first and layer.name not in self.skip]
+            chosen = []
             for layer in model.layers:
-                if not is_quantizable(layer) and _has_kernel(layer):
-                    warnings.warn(
-                        f"layer {layer.name!r} ({type(layer).__name__}) cannot be product-quantized; left float",
-                        stacklevel=3,
-                    )
+                if not has_kernel(layer):
+                    continue
+                if not is_quantizable(layer):
+                    why = "only Conv2D (groups=1, channels last) and Dense are product-quantized"
+                    self.skipped.append(SkippedLayer.of(layer, why))
+                elif layer.name == first:
+                    self.skipped.append(SkippedLayer.of(layer, "the first layer stays float"))
+                elif layer.name in self.skip:
+                    self.skipped.append(SkippedLayer.of(layer, "skipped on request"))
+                else:
+                    chosen.append(layer)
+        fitted = []
         for layer in chosen:
-            check_block_size(layer.kernel.shape, block_size_for(layer, self.block_sizes), layer.name)
-        return chosen
+            shape = tuple(layer.kernel.shape)
+            size = block_size_for(layer, self.block_sizes)
+            if size is None:
+                why = f"no block size from 2 to the preset's divides C_in*kh*kw = {kernel_rows(shape)}"
+                self.skipped.append(SkippedLayer.of(layer, why))
+            elif kernel_rows(shape) // size * shape[-1] < 8:
+                why = f"only {kernel_rows(shape) // size * shape[-1]} subvectors of {size}, too few to quantize"
+                self.skipped.append(SkippedLayer.of(layer, why))
+            else:
+                self.block_size_of[layer.name] = size
+                fitted.append(layer)
+        if self.skipped:
+            warnings.warn(describe_skipped(self.skipped, "left float: "), stacklevel=3)
+        return fitted
 
     def _gram(self, student: keras.Model, layer: keras.layers.Layer, block_size: int) -> np.ndarray | None:
         if not self.activation_aware:
@@ -272,8 +307,8 @@ class ProductQuantizer:
         return pq
 
     def quantize_layer(self, student: keras.Model, layer: keras.layers.Layer) -> tuple[keras.layers.Layer, LayerRecord]:
-        """EM-fit one float layer against inputs captured from ``student``; return its PQ layer."""
-        block_size = block_size_for(layer, self.block_sizes)
+        """EM-fit one float layer (chosen by :meth:`select_layers`) against inputs captured from ``student``."""
+        block_size = self.block_size_of[layer.name]
         kernel = np.asarray(layer.kernel.numpy())
         start = time.perf_counter()
         gram = self._gram(student, layer, block_size)
@@ -344,36 +379,39 @@ class ProductQuantizer:
             teacher = _private_copy(self.teacher)
             targets = self.select_layers(base)
             if not targets:
-                raise TfcompressError(f"model {self.model.name} has no layer to product-quantize")
+                left = describe_skipped(self.skipped, "; left float: ")
+                raise TfcompressError(f"model {self.model.name} has no layer to product-quantize{left}")
             done = self._resume()
             replaced: dict[str, keras.layers.Layer] = {}
-            student = base
+            student, current = base, True  # current: the student holds every layer of `replaced`
             progress = keras.utils.Progbar(len(targets), verbose=self.verbose, unit_name="layer")
             for index, layer in enumerate(targets, 1):
                 if layer.name in done:
-                    replaced[layer.name] = done[layer.name]
+                    replaced[layer.name], current = done[layer.name], False
                     progress.update(index)
                     continue
-                student = _assemble(base, replaced) if replaced else base
+                if not current and self.activation_aware:  # inputs come from the partly quantized student
+                    student, current = _assemble(base, replaced), True
                 pq, record = self.quantize_layer(student, layer)
-                replaced[layer.name] = pq
-                student = _assemble(base, replaced)
-                start = time.perf_counter()
-                record.finetune_loss = finetune_codebooks(
-                    student,
-                    teacher,
-                    self.images,
-                    [pq.codebook],
-                    self.layer_steps,
-                    learning_rate=self.learning_rate,
-                    temperature=self.temperature,
-                    batch_size=self.batch_size,
-                    augment=self.augment,
-                    seed=self.seed + index,
-                )
-                record.finetune_seconds = time.perf_counter() - start
+                replaced[layer.name], current = pq, False
                 self.records.append(record)
-                self._checkpoint(student)
+                if self.layer_steps > 0 or self.checkpoint_dir is not None:
+                    student, current = _assemble(base, replaced), True
+                    start = time.perf_counter()
+                    record.finetune_loss = finetune_codebooks(
+                        student,
+                        teacher,
+                        self.images,
+                        [pq.codebook],
+                        self.layer_steps,
+                        learning_rate=self.learning_rate,
+                        temperature=self.temperature,
+                        batch_size=self.batch_size,
+                        augment=self.augment,
+                        seed=self.seed + index,
+                    )
+                    record.finetune_seconds = time.perf_counter() - start
+                    self._checkpoint(student)
                 progress.update(index, values=[("em_s", record.em_seconds)])
             student = _assemble(base, replaced)
             finetune_codebooks(
@@ -395,7 +433,7 @@ class ProductQuantizer:
             for layer in final.layers:
                 if isinstance(layer, PQConv2D | PQDense):
                     layer.codebook.assign(layer.codebook.numpy().astype(np.float16).astype(np.float32))
-            return final
+            return attach_skipped(final, self.skipped)
 
 
 def quantize(
@@ -419,7 +457,9 @@ def quantize(
         teacher: the model to distil from; the input model by default.
         block_sizes: ``"small"`` (3x3: d=9, 1x1 and dense: d=4), ``"large"`` (3x3: 18,
             1x1: 8, dense: 4), one integer for every layer, or ``{layer name: d,
-            "default": preset}``.
+            "default": preset}``. A preset's d is lowered to the largest divisor of a
+            layer's rows that fits (a 1x1 conv with 6 input channels gets d=3); an integer
+            must divide every layer it applies to.
         n_centroids: ``k`` for convs (capped at ``n_subvectors / 4`` with a warning).
         **options: see :class:`ProductQuantizer`: ``n_centroids_dense`` (2048),
             ``layers`` / ``skip`` (names), ``quantize_first_layer`` (False),
@@ -429,9 +469,13 @@ def quantize(
             ``batch_size`` (32), ``augment``, ``strategy``, ``checkpoint_dir`` (resume
             after an interruption), ``seed``, ``verbose``.
 
+    Layers that cannot be quantized (depthwise convs, a layer no block size fits, too few
+    subvectors) are left float: ``skipped_layers(result)`` (:mod:`tfcompress.skipped`) lists
+    them with the reason, and a warning names them.
+
     Raises:
-        TfcompressError: calibration data of the wrong shape, a block size that does not
-            divide a layer, an unknown layer name.
+        TfcompressError: calibration data of the wrong shape, an integer block size that
+            does not divide a layer, an unknown layer name.
         UnsupportedLayerError: a layer asked for by name cannot be quantized.
 
     Example:

@@ -14,6 +14,7 @@ import numpy as np
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
 from tfcompress.pruning.deep_compression import CONV_BITS, DENSE_BITS, GAP_BITS_AUTO, check_gap_bits, shared_kernel
+from tfcompress.skipped import SkippedLayer, attach_skipped, describe_skipped, has_kernel
 
 
 def _check_bits(weight_bits: int, gap_bits: int | None) -> None:
@@ -89,7 +90,8 @@ def deep_compress(
     """A NEW functional model whose Conv2D / Dense kernels are weight-shared (k-means per layer).
 
     Run it on a pruned, stripped model; zeros stay zeros. Layers in ``exclude`` (and any
-    layer that is not a plain ``Conv2D`` / ``Dense`` with ``groups=1``) are copied as they are.
+    layer that is not a plain ``Conv2D`` / ``Dense`` with ``groups=1``) are copied as they are;
+    :func:`tfcompress.skipped.skipped_layers` on the result lists those with a kernel.
 
     Raises:
         UnsupportedLayerError: not a Functional/Sequential model, or nothing to compress.
@@ -114,8 +116,15 @@ def deep_compress(
         return layer.__class__.from_config(config)
 
     compressed = keras.models.clone_model(model, clone_function=replace)
+    left = [
+        SkippedLayer.of(layer, "excluded" if layer.name in exclude else "only Conv2D (groups=1) and Dense are shared")
+        for layer in model.layers
+        if has_kernel(layer) and layer.name not in chosen
+    ]
     if not chosen:
-        raise UnsupportedLayerError(f"model {model.name!r} has no Conv2D or Dense layer to compress")
+        raise UnsupportedLayerError(
+            f"model {model.name!r} has no Conv2D or Dense layer to compress" + describe_skipped(left, "; left: ")
+        )
     progress = keras.utils.Progbar(len(model.layers), unit_name="layer")
     for layer in model.layers:
         weights = layer.get_weights()
@@ -124,7 +133,7 @@ def deep_compress(
         if weights:
             compressed.get_layer(layer.name).set_weights(weights)
         progress.add(1)
-    return compressed
+    return attach_skipped(compressed, left)
 
 
 def shared_layers(model: keras.Model) -> list[keras.layers.Layer]:

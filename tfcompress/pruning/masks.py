@@ -71,11 +71,17 @@ def input_axis(kernel_shape: tuple[int, ...]) -> int:
     return len(kernel_shape) - 2
 
 
+def n_m_misfit(kernel_shape: tuple[int, ...], n: int, m: int) -> str | None:
+    """Why ``n:m`` pruning does not fit ``kernel_shape`` (``m`` does not divide its input dimension), or ``None``."""
+    size = kernel_shape[input_axis(kernel_shape)]
+    return f"{n}:{m} pruning: M={m} does not divide its input dimension {size}" if size % m else None
+
+
 def check_n_m(kernel_shape: tuple[int, ...], n: int, m: int, layer_name: str = "layer") -> None:
     """Raise unless ``m`` divides the input dimension of ``kernel_shape``."""
-    size = kernel_shape[input_axis(kernel_shape)]
-    if size % m:
-        raise TfcompressError(f"{n}:{m} pruning of {layer_name}: M={m} does not divide its input dimension {size}")
+    misfit = n_m_misfit(kernel_shape, n, m)
+    if misfit:
+        raise TfcompressError(f"{layer_name}: {misfit}")
 
 
 def n_m_mask(kernel: np.ndarray, n: int, m: int) -> np.ndarray:

@@ -22,8 +22,9 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
-from tfcompress.pruning.masks import Granularity, check_granularity, check_n_m, compute_mask, global_layer_sparsities
+from tfcompress.pruning.masks import Granularity, check_granularity, compute_mask, global_layer_sparsities, n_m_misfit
 from tfcompress.pruning.schedules import PruningSchedule
+from tfcompress.skipped import SkippedLayer, attach_skipped, has_kernel, skipped_layers
 
 # Layer kinds whose kernel attribute is pruned. Conv covers Conv1D/2D/3D and transposed convs.
 PRUNABLE_KERNELS: tuple[tuple[type, str], ...] = (
@@ -71,18 +72,19 @@ def plan(model: keras.Model, granularity: Granularity = "weight", exclude: Itera
         kind = type(layer).__name__
         attribute = _kernel_attribute(layer)
         if layer.name in excluded:
-            reports.append(LayerReport(layer.name, kind, False, "excluded"))
+            reason = "excluded"
         elif attribute is None:
             reason = "no weights" if not layer.weights else "not a supported kind (only Conv, Dense kernels)"
-            reports.append(LayerReport(layer.name, kind, False, reason))
         elif isinstance(granularity, tuple) and isinstance(layer, keras.layers.DepthwiseConv2D):
-            reports.append(LayerReport(layer.name, kind, False, "depthwise kernels have no input dimension for N:M"))
+            reason = "depthwise kernels have no input dimension for N:M"
+        elif isinstance(granularity, tuple):
+            reason = n_m_misfit(tuple(getattr(layer, attribute).shape), *granularity) or ""
         else:
-            if isinstance(granularity, tuple):
-                check_n_m(tuple(getattr(layer, attribute).shape), *granularity, layer_name=layer.name)
-            reports.append(LayerReport(layer.name, kind, True))
+            reason = ""
+        reports.append(LayerReport(layer.name, kind, not reason, reason))
     if not any(r.pruned for r in reports):
-        raise UnsupportedLayerError(f"model {model.name!r} has no prunable layer (Conv or Dense kernels)")
+        left = "; ".join(f"{r.name} ({r.kind}: {r.reason})" for r in reports if r.reason != "no weights")
+        raise UnsupportedLayerError(f"model {model.name!r} has no prunable layer (Conv or Dense kernels): {left}")
     return reports
 
 
@@ -202,7 +204,11 @@ def prune(
 
     Raises:
         UnsupportedLayerError: no layer can be pruned.
-        TfcompressError: bad granularity or allocation, or an N:M whose M does not divide an input dimension.
+        TfcompressError: bad granularity or allocation.
+
+    Layers with a kernel that are left dense (excluded, an unsupported kind, an N:M whose M
+    does not divide their input dimension) are listed, with the reason, by
+    :func:`tfcompress.skipped.skipped_layers` on the result (and in ``plan``).
     """
     if not isinstance(schedule, PruningSchedule):
         raise TfcompressError(f"schedule must be a PruningSchedule, got {type(schedule).__name__}")
@@ -226,7 +232,12 @@ def prune(
         kernel.constraint = PruningMask(mask, schedule, granularity, allocation)
     update_masks(pruned_kernels(clone), 0)
     clone.pruning_plan = reports
-    return clone
+    left = [
+        SkippedLayer.of(layer, report.reason)
+        for layer, report in zip(clone_layers, reports, strict=True)
+        if not report.pruned and has_kernel(layer)
+    ]
+    return attach_skipped(clone, left)
 
 
 def pruned_kernels(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.Variable, PruningMask]]:
@@ -261,6 +272,8 @@ def sparsity(model: keras.Model, only_pruned: bool = True) -> float:
 def strip(model: keras.Model) -> keras.Model:
     """A NEW model of plain Keras layers with the masked weights (zeros baked in, no constraints).
 
+    The :func:`~tfcompress.skipped.skipped_layers` records of ``model`` carry over.
+
     Raises:
         TfcompressError: the model cannot be copied (see :func:`copy_model`).
     """
@@ -275,7 +288,7 @@ def strip(model: keras.Model) -> keras.Model:
     for variable in clone.weights:
         if isinstance(variable.constraint, PruningMask):
             variable.constraint = None
-    return clone
+    return attach_skipped(clone, skipped_layers(model))
 
 
 class PruningCallback(keras.callbacks.Callback):
