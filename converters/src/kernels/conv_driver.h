@@ -86,6 +86,24 @@ struct PixelBlock {
   }
 };
 
+// Micro::Pixels<kPixels> for a micro-kernel whose Micro::Block<kPixels>(a, first, step, offsets,
+// corr, out_pixel, c0, bits) computes and stores kPixels pixels x Micro::kBlockChannels channels
+// from c0 (kBlockChannels divides 8, so the blocks tile out_c_padded and every 64-channel group).
+template <class Micro, int kPixels>
+void ChannelBlocks(const BinaryConvArgs& a, const uint64_t* first, int64_t step, const int64_t* offsets,
+                   const int32_t* const* corrections, int64_t out_pixel) {
+  constexpr int kChannels = Micro::kBlockChannels;
+  static_assert(8 % kChannels == 0, "channel blocks must tile groups of 8 channels");
+  const int ocp = a.out_c_padded;
+  PixelBlock<kPixels> block(corrections);
+  const bool packed = a.output == nullptr;
+  for (int c0 = 0; c0 < ocp; c0 += kChannels) {
+    Micro::template Block<kPixels>(a, first, step, offsets, block.corr, out_pixel, c0, block.bits);
+    if (packed && (c0 + kChannels) % 64 == 0) block.StoreBits(a, out_pixel, c0 / 64);
+  }
+  if (packed && ocp % 64 != 0) block.StoreBits(a, out_pixel, ocp / 64);
+}
+
 // Micro::Interior for a micro-kernel with Micro::Pixels<k>(a, first, step, offsets, corrections,
 // out_pixel) for k = kMaxPixels, 2, 1: runs of kMaxPixels pixels, then 2, then 1.
 template <class Micro, int kMaxPixels>
@@ -99,6 +117,25 @@ void InteriorInBlocks(const BinaryConvArgs& a, const uint64_t* first, int count,
   for (; i + 2 <= count; i += 2) Micro::template Pixels<2>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
   for (; i < count; ++i) Micro::template Pixels<1>(a, first + i * step, step, offsets, corr(i), out_pixel + i);
 }
+
+// Pixels and Interior of a micro-kernel made of channel blocks (Micro::Block<kPixels> and
+// Micro::kBlockChannels, see ChannelBlocks) in runs of up to kMaxPixels pixels:
+// `struct MyMicro : BlockedMicro<MyMicro, 4> { ... }`.
+template <class Micro, int kMaxPixels>
+struct BlockedMicro {
+  static constexpr bool kHasInterior = true;
+
+  template <int kPixels>
+  static void Pixels(const BinaryConvArgs& a, const uint64_t* first, int64_t step, const int64_t* offsets,
+                     const int32_t* const* corrections, int64_t out_pixel) {
+    ChannelBlocks<Micro, kPixels>(a, first, step, offsets, corrections, out_pixel);
+  }
+
+  static void Interior(const BinaryConvArgs& a, const uint64_t* first, int count, int64_t step,
+                       const int64_t* offsets, const int32_t* const* corrections, int64_t out_pixel) {
+    InteriorInBlocks<Micro, kMaxPixels>(a, first, count, step, offsets, corrections, out_pixel);
+  }
+};
 
 // y = act(multiplier * (taps * in_c - 2 * popcount - correction) + bias) for one pixel, stored
 // as floats or as packed signs (through `scratch`, out_c floats).
