@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 from tfcompress.errors import UnsupportedLayerError  # noqa: E402
+from tfcompress.fileio import write_text_atomic  # noqa: E402
 from tfcompress.skipped import SkippedLayer, skipped_layers  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -262,9 +263,9 @@ def random_images(count: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def run_matrix(
-    models: list[str], columns: list[str], image_size: int = IMAGE_SIZE, log=print
+    models: list[str], columns: list[str], image_size: int = IMAGE_SIZE, log=print, on_model=None
 ) -> dict[str, dict[str, Cell]]:
-    """``{model: {column: Cell}}`` for the given models and columns."""
+    """``{model: {column: Cell}}`` for the given models and columns; ``on_model(name, cells)`` after each model."""
     images = random_images(CALIBRATION, image_size)
     matrix: dict[str, dict[str, Cell]] = {}
     for name in models:
@@ -275,6 +276,8 @@ def run_matrix(
             cell = run_cell(model, images, column)
             matrix[name][column] = cell
             log(f"{name:18s} {column:14s} {cell.text():30s} {cell.seconds:6.1f}s {cell.reason[:120]}")
+        if on_model is not None:
+            on_model(name, matrix[name])
         keras.backend.clear_session()
     return matrix
 
@@ -341,23 +344,24 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in MODELS] + [c for c in columns if c not in ("float", "int8", *METHODS)]
     if unknown:
         parser.error(f"unknown model or column: {', '.join(unknown)}")
-    start = time.perf_counter()
-    matrix = run_matrix(models, columns, args.image_size)
     results = {"image_size": args.image_size, "matrix": {}, "seconds": 0.0}
     if args.output.is_file():
         previous = json.loads(args.output.read_text())
         if previous.get("image_size") == args.image_size:
             results = previous
-    for name, cells in matrix.items():
-        results["matrix"].setdefault(name, {}).update({column: asdict(cell) for column, cell in cells.items()})
-    ordered = [name for name in MODELS if name in results["matrix"]]
-    results["matrix"] = {name: results["matrix"][name] for name in ordered}
-    results["seconds"] = sum(cell["seconds"] for cells in results["matrix"].values() for cell in cells.values())
-    print(f"this run: {time.perf_counter() - start:.0f} s")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(results))
-    print(f"wrote {args.output} and {args.output.with_suffix('.md')}")
+
+    def save(name: str, cells: dict[str, Cell]) -> None:
+        """Merge one model's cells into the results and rewrite both files (an interrupted run keeps them)."""
+        results["matrix"].setdefault(name, {}).update({column: asdict(cell) for column, cell in cells.items()})
+        results["matrix"] = {model: results["matrix"][model] for model in MODELS if model in results["matrix"]}
+        results["seconds"] = sum(c["seconds"] for row in results["matrix"].values() for c in row.values())
+        write_text_atomic(args.output, json.dumps(results, indent=1) + "\n", force=True)
+        write_text_atomic(args.output.with_suffix(".md"), markdown(results), force=True)
+
+    start = time.perf_counter()
+    run_matrix(models, columns, args.image_size, on_model=save)
+    print(f"this run: {time.perf_counter() - start:.0f} s; wrote {args.output} and {args.output.with_suffix('.md')}")
     return (
         0
         if all(cell["status"] in ("ok", "unsupported") for c in results["matrix"].values() for cell in c.values())
