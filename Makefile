@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tfcompress-installed
 DEMO_DIR := out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test lint clean native-aarch64 pi-check android-jni-check models models-index
+.PHONY: setup demo test lint clean native-aarch64 pi-check android-jni-check models models-index fuzz
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# libFuzzer targets over the native ops (converters/fuzz/, needs clang: apt-get install clang),
+# FUZZ_SECONDS per target, table in benchmarks/results/fuzz.md; then the whole-file mutation
+# benchmark through the runtime (benchmarks/results/fuzz_tflite.md). CI runs FUZZ_SECONDS=30.
+FUZZ_SECONDS ?= 600
+FUZZ_MUTANTS ?= 400
+fuzz: setup
+	nice -n 5 $(PY) converters/fuzz/run.py --seconds $(FUZZ_SECONDS) --report benchmarks/results/fuzz.md
+	nice -n 5 $(PY) benchmarks/fuzz_tflite.py --mutants $(FUZZ_MUTANTS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -94,8 +94,8 @@ TfLiteStatus Prepare(TfLiteContext* context, OpNode* node) {
   if (error.empty()) error = CheckOutputTransform(context, *node, g.out_c);
   if (!error.empty()) return OpError(context, kName, error);
 
-  TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (output->type != kTfLiteFloat32 && output->type != kTfLiteInt32) {
+  TfLiteTensor* output = TensorAt(context, node->outputs, 0);
+  if (output == nullptr || (output->type != kTfLiteFloat32 && output->type != kTfLiteInt32)) {
     return OpError(context, kName, "output must be float32, or int32 for bit-packed signs");
   }
   const bool packed_output = output->type == kTfLiteInt32;

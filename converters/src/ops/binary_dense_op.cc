@@ -57,8 +57,8 @@ TfLiteStatus Prepare(TfLiteContext* context, OpNode* node) {
   if (!error.empty()) return OpError(context, kName, error);
   if (static_cast<int64_t>(g.batch) * g.out_c > kMaxElements) return OpError(context, kName, "output is too large");
 
-  TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (output->type != kTfLiteFloat32) return OpError(context, kName, "output must be float32");
+  TfLiteTensor* output = TensorAt(context, node->outputs, 0);
+  if (output == nullptr || output->type != kTfLiteFloat32) return OpError(context, kName, "output must be float32");
   state->geometry = g;
   state->kernel = BestKernel();
   RepackWeights(*state->kernel, g, weights->data.i32, &state->weights, &state->tap_sums);

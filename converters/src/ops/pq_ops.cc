@@ -111,7 +111,7 @@ std::string DecodeConstant(TfLiteContext* context, const OpNode& node, std::vect
   if (rows % pq.block_size != 0) {
     return "block_size " + std::to_string(pq.block_size) + " does not divide C_in*kh*kw = " + std::to_string(rows);
   }
-  if (rows * cout > kMaxElements) return "kernel is too large";
+  if (rows * cout > kMaxDecodedElements) return "kernel is too large";
   std::vector<uint16_t> codes;
   std::vector<float> codebook;
   error = ReadCodesAndCodebook(context, node, 0, 1, pq, rows / pq.block_size * cout, &codes, &codebook);
@@ -173,6 +173,9 @@ TfLiteStatus DensePrepare(TfLiteContext* context, OpNode* node) {
   int64_t rows = 1;
   for (int i = 0; i < rank - 1; ++i) rows *= input->dims->data[i];
   if (rows * out_features > kMaxElements) return OpError(context, kDenseName, "output is too large");
+  if (in_features / pq.block_size * pq.n_centroids > kMaxDecodedElements) {
+    return OpError(context, kDenseName, "the lookup tables (in_features / block_size x n_centroids) are too large");
+  }
   std::vector<uint16_t> codes;
   std::vector<float> codebook;
   error = ReadCodesAndCodebook(context, *node, 1, 2, pq, in_features / pq.block_size * out_features, &codes,
@@ -186,8 +189,10 @@ TfLiteStatus DensePrepare(TfLiteContext* context, OpNode* node) {
   state->in_features = static_cast<int>(in_features);
   state->out_features = static_cast<int>(out_features);
 
-  TfLiteTensor* output = &context->tensors[node->outputs[0]];
-  if (output->type != kTfLiteFloat32) return OpError(context, kDenseName, "output must be float32");
+  TfLiteTensor* output = TensorAt(context, node->outputs, 0);
+  if (output == nullptr || output->type != kTfLiteFloat32) {
+    return OpError(context, kDenseName, "output must be float32");
+  }
   std::vector<int> shape(input->dims->data, input->dims->data + rank);
   shape.back() = static_cast<int>(out_features);
   return context->ResizeTensor(context, output, NewShape(shape));

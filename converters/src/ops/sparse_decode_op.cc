@@ -65,7 +65,7 @@ std::string Decode(TfLiteContext* context, const OpNode& node, std::vector<int>*
     }
     shape->push_back(static_cast<int>(dim));
     size *= dim;
-    if (size > kMaxElements) return "kernel is too large";
+    if (size > kMaxDecodedElements) return "kernel is too large";
   }
   SparseStreams streams;
   streams.entries = entries;

@@ -15,6 +15,9 @@ namespace tfcompress {
 // Largest accepted dimension and element count (keeps every index inside int32/int64).
 constexpr int64_t kMaxDim = 1 << 24;
 constexpr int64_t kMaxElements = int64_t{1} << 31;
+// Largest kernel a weight decoder builds, and largest PQ lookup table (float32 elements, 1 GiB):
+// a few bytes of codes must not make the runtime allocate gigabytes.
+constexpr int64_t kMaxDecodedElements = int64_t{1} << 28;
 
 inline const char* TypeName(TfLiteType type) {
   switch (type) {
@@ -66,7 +69,9 @@ inline std::string CheckConstant(const TfLiteTensor* t, const char* role, size_t
   return "";
 }
 
-inline const TfLiteTensor* TensorAt(TfLiteContext* context, const std::vector<int>& indices, size_t i) {
+// Tensor `indices[i]` of the graph, or nullptr when the node has no such input / output or the
+// index is not a tensor of the graph (-1: an absent optional tensor).
+inline TfLiteTensor* TensorAt(TfLiteContext* context, const std::vector<int>& indices, size_t i) {
   if (i >= indices.size() || indices[i] < 0 || static_cast<size_t>(indices[i]) >= context->tensors_size) {
     return nullptr;
   }

@@ -26,6 +26,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -132,7 +133,12 @@ TfLiteStatus DecodeToConstant(TfLiteContext* context, DelegateState* state, cons
   }
   std::vector<int> shape;
   std::vector<float> values;
-  const std::string error = op.decode(context, node, &shape, &values);
+  std::string error;
+  try {  // an exception must not cross into the runtime (C): it would end the process
+    error = op.decode(context, node, &shape, &values);
+  } catch (const std::bad_alloc&) {
+    error = "not enough memory for the decoded kernel";
+  }
   if (!error.empty()) return OpError(context, op.name, error);
   if (output->dims != nullptr && output->dims->size > 0 && !SameShape(output->dims, shape)) {
     return OpError(context, op.name, "the decoded kernel's shape " + ShapeText(shape) + " is not its output's " +

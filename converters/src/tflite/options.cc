@@ -1,6 +1,7 @@
 #include "tflite/options.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "flatbuffers/flexbuffers.h"
 
@@ -21,7 +22,15 @@ bool OpOptions::Parse(const std::vector<uint8_t>& buffer, std::string* error) {
   const flexbuffers::Map map = root.AsMap();
   const flexbuffers::TypedVector keys = map.Keys();
   const flexbuffers::Vector values = map.Values();
+  const char* const begin = reinterpret_cast<const char*>(buffer.data());
+  const char* const end = begin + buffer.size();
   for (size_t i = 0; i < keys.size(); ++i) {
+    // flatbuffers 2.0.8's verifier does not check that a key ends inside the buffer.
+    const char* key = keys[i].AsKey();
+    if (key < begin || key >= end || std::memchr(key, 0, static_cast<size_t>(end - key)) == nullptr) {
+      *error = "custom options hold a key that runs past the end of the buffer";
+      return false;
+    }
     const flexbuffers::Reference v = values[i];
     Value value;
     if (v.IsBool() || v.IsIntOrUint()) {
@@ -34,7 +43,7 @@ bool OpOptions::Parse(const std::vector<uint8_t>& buffer, std::string* error) {
       value.kind = Value::kString;
       value.s = v.AsString().str();
     }
-    values_[keys[i].AsKey()] = value;
+    values_[key] = value;
   }
   return true;
 }
