@@ -146,14 +146,30 @@ class ImageSet:
         return len(self.labels)
 
 
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB: grey, palette, CMYK, alpha dropped, 16-bit scaled to 8 bits.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit grey (modes ``I;16*`` and ``I``, as 16-bit PNGs
+    open) at 255 instead of scaling it, so those are scaled here first.
+    """
+    if image.mode.startswith("I"):
+        grey = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(grey / 257.0), 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # a palette with transparency goes through RGBA (Pillow warns otherwise)
+    return image.convert("RGB")
+
+
 def load_image(path: str | os.PathLike, image_size: int) -> np.ndarray:
     """Decode one image file to RGB ``uint8`` of shape (image_size, image_size, 3).
+
+    Every mode Pillow reads is accepted (see :func:`_to_rgb`); any size is resized.
 
     Raises:
         OSError, UnidentifiedImageError, ValueError: the file is not a readable image.
     """
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        image = _to_rgb(image)
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)

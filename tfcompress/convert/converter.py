@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,23 +40,43 @@ from tfcompress.fileio import check_output_path, write_bytes_atomic
 
 
 def load_keras_model(path: str | os.PathLike) -> keras.Model:
-    """Load a ``.keras`` file with every tfcompress layer registered.
+    """Load a ``.keras`` file with every tfcompress layer registered, in Keras' safe mode.
+
+    Safe mode never runs code stored in the file: a ``Lambda`` layer (a pickled Python
+    function) is refused, not executed.
 
     Raises:
-        ModelFileError: the file is missing, not a ``.keras`` file, or cannot be read.
+        ModelFileError: the file is missing, not a ``.keras`` (zip) file, cut short, holds a
+            ``Lambda`` layer, or cannot be read; the message is one line.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: expected a .keras file")
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as file:
+            cut = file.read(4) == b"PK\x03\x04"  # a zip's first entry, but no directory at the end
+        size = path.stat().st_size
+        raise ModelFileError(
+            f"{path} is not a complete .keras file: {size:,} bytes of a zip archive whose end is missing (cut short?)"
+            if cut
+            else f"{path} is not a .keras file: a .keras file is a zip archive, this one ({size:,} bytes) is not"
+        )
     from tfcompress.plugins import load_methods
 
     load_methods()
     try:
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many kinds for a damaged archive
-        raise ModelFileError(f"{path} could not be loaded as a Keras model: {error}") from error
+        if "safe_mode" in str(error) and "Lambda" in str(error):
+            raise ModelFileError(
+                f"{path} holds a Lambda layer, whose Python code would run on loading; it is refused (Keras safe "
+                "mode). Rebuild the model without Lambda layers, or, only if you trust the file, load it yourself "
+                "with keras.models.load_model(path, safe_mode=False)"
+            ) from error
+        message = " ".join(str(error).split())  # Keras' messages span lines; the CLI prints one
+        raise ModelFileError(f"{path} could not be loaded as a Keras model: {message}") from error
 
 
 def _export_saved_model(model: keras.Model, directory: str) -> None:
