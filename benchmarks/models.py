@@ -51,6 +51,7 @@ from tfcompress.data import ImageSet, load_split, resolve_data_dir  # noqa: E402
 from tfcompress.evaluate import TFLiteClassifier  # noqa: E402
 from tfcompress.fileio import write_text_atomic  # noqa: E402
 from tfcompress.latency import interleaved_latency  # noqa: E402
+from tfcompress.machine import this_cpu  # noqa: E402
 from tfcompress.paired import paired_difference  # noqa: E402
 from tfcompress.runtime import custom_op_names, ops_library_path  # noqa: E402
 
@@ -110,33 +111,9 @@ def correct(classifier: TFLiteClassifier, data, labels: list[str]) -> np.ndarray
     return classifier.predict(data.images).argmax(axis=1) == truth
 
 
-# The instruction sets XNNPACK and our kernels pick paths by: int8 runs much faster with VNNI,
-# the binary conv with VPOPCNTDQ, bfloat16 with AVX512-BF16; the same file differs across them.
-SIMD_FLAGS = (
-    ("avx2", "AVX2"),
-    ("avx512f", "AVX-512F"),
-    ("avx512_vnni", "AVX512-VNNI"),
-    ("avx512_bf16", "AVX512-BF16"),
-    ("avx512_vpopcntdq", "AVX512-VPOPCNTDQ"),
-)
-
-
-def describe_cpu(cpuinfo: str) -> str:
-    """``model name`` of ``/proc/cpuinfo`` text and the SIMD extensions of :data:`SIMD_FLAGS` it has."""
-    lines = cpuinfo.splitlines()
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-    present = [label for flag, label in SIMD_FLAGS if flag in flags]
-    name = names[0] if names else platform.processor() or platform.machine()
-    return f"{name} [{', '.join(present) or 'no AVX2'}{'' if 'avx512f' in flags else '; no AVX-512'}]"
-
-
 def environment(runtime: str) -> dict:
     """Where the figures were measured: CPU (with its SIMD extensions), runtime and its version, date."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = describe_cpu(cpuinfo.read_text())
+    cpu = this_cpu()
     try:
         version = metadata.version(DISTRIBUTIONS.get(runtime, runtime))
     except metadata.PackageNotFoundError:

@@ -22,6 +22,7 @@ from tfcompress.convert import to_tflite
 from tfcompress.data import load_split
 from tfcompress.evaluate import TFLiteClassifier
 from tfcompress.latency import interleaved_latency, round_order
+from tfcompress.machine import describe_cpu
 from tfcompress.paired import paired_difference
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,6 +173,6 @@ def test_index_without_a_benchmark_run_uses_the_cards(tmp_path, models_dir):
 
 def test_the_cpu_description_names_the_simd_extensions_that_change_the_figures():
     avx2_only = "model name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n"
-    assert benchmark.describe_cpu(avx2_only) == "AMD EPYC [AVX2; no AVX-512]"
+    assert describe_cpu(avx2_only) == "AMD EPYC [AVX2; no AVX-512]"
     rich = "model name\t: AMD EPYC 9R14\nflags\t\t: avx2 avx512f avx512_vnni avx512_bf16 avx512_vpopcntdq\n"
-    assert benchmark.describe_cpu(rich) == "AMD EPYC 9R14 [AVX2, AVX-512F, AVX512-VNNI, AVX512-BF16, AVX512-VPOPCNTDQ]"
+    assert describe_cpu(rich) == "AMD EPYC 9R14 [AVX2, AVX-512F, AVX512-VNNI, AVX512-BF16, AVX512-VPOPCNTDQ]"

@@ -21,6 +21,7 @@ from tfcompress.errors import TfcompressError
 
 COMMAND_PROVIDERS = (
     "tfcompress.commands.core",
+    "tfcompress.commands.compress",
     "tfcompress.commands.pq",
     "tfcompress.commands.distill",
     "tfcompress.commands.summary",
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    args.command_line = ["tfcompress", *(sys.argv[1:] if argv is None else argv)]  # recorded in model cards
     try:
         args.handler(args)
     except TfcompressError as error:

@@ -5,26 +5,31 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer of at least 1 (a bad value is a usage error, not a traceback)."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
-    return number
+def bounded_number(kind: type, low: float, strict: bool):
+    """An argparse type: a ``kind`` (int or float) above ``low`` (``strict``) or at least ``low``.
+
+    A bad value is a usage error naming the bound, never a traceback; NaN is refused.
+    """
+    relation = ">" if strict else ">="
+    description = f"{'an integer' if kind is int else 'a number'} {relation} {low:g}"
+
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if number is None or not (number > low if strict else number >= low):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {value!r}")
+        return number
+
+    parse.__name__ = f"{kind.__name__} {relation} {low:g}"
+    return parse
 
 
-def non_negative_float(value: str) -> float:
-    """An argparse type: a number >= 0 (a bad value is a usage error, not a traceback)."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-    return number
+positive_int = bounded_number(int, 1, strict=False)
+non_negative_int = bounded_number(int, 0, strict=False)
+non_negative_float = bounded_number(float, 0.0, strict=False)
+positive_float = bounded_number(float, 0.0, strict=True)
 
 
 RECIPE_OPTIONS = ("image_size", "epochs", "batch_size", "learning_rate", "seed", "label_smoothing", "mixup", "cutmix")

@@ -1,0 +1,176 @@
+"""``tfcompress compress``: recipes end to end on a tiny model, resuming, recipe parsing, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from tfcompress.cli import main
+from tfcompress.compress.recipes import builtin_recipe, load_recipe, with_overrides
+from tfcompress.errors import TfcompressError
+from tfcompress.models import build_model
+
+# Short settings so that every recipe runs in seconds: one finetuning epoch, one penalty epoch, a
+# data-free rank search (to 40% of the MACs: a tiny model's layers are small); still the real stages.
+QUICK = ["--epochs", "1", "--latency-rounds", "1"]
+QUICK_SETTINGS = {
+    "slim": ["slim.penalty_epochs=1"],
+    "lowrank": ["lowrank.eval_images=0", "lowrank.target_macs=0.4"],
+    "pq": ["pq.em_iterations=5"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny ResNet-8 for 3 classes at 24 px, its data folder, and a folder for outputs."""
+    from conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("compress")
+    data = make_image_folder(root / "data")
+    keras.utils.set_random_seed(0)
+    build_model("resnet8", num_classes=3, image_size=24, width=4).save(root / "in.keras")
+    return root, data
+
+
+def run_compress(root, data, recipe: str, name: str, *extra: str) -> int:
+    methods = [stage.method for stage in builtin_recipe(recipe).stages]
+    sets = [arg for method in methods for setting in QUICK_SETTINGS.get(method, []) for arg in ("--set", setting)]
+    args = ["compress", str(root / "in.keras"), "--data", str(data), "-o", str(root / f"{name}.tflite")]
+    return main([*args, "--recipe", recipe, *QUICK, *sets, *extra])
+
+
+RECIPES = ["int8", "pq", "pruned", "dc", "slim", "lowrank", "slim+dc", "slim+pq", "slim+int8", "lowrank+int8",
+           "pruned+int8"]  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_writes_a_smaller_file_that_matches_its_keras_model(tiny, recipe):
+    from tfcompress.convert import load_keras_model
+    from tfcompress.data import load_split
+    from tfcompress.evaluate import TFLiteClassifier
+
+    root, data = tiny
+    name = recipe.replace("+", "_")
+    assert run_compress(root, data, recipe, name, "--json", str(root / f"{name}.json")) == 0
+    tflite, card = root / f"{name}.tflite", (root / f"{name}.md").read_text()
+    result = json.loads((root / f"{name}.json").read_text())
+    base = result["measurements"]["input"]
+    assert result["tflite_bytes"] == tflite.stat().st_size < base["bytes"]
+    assert f"Made by: `tfcompress compress {root / 'in.keras'}" in card and f"--recipe {recipe}" in card
+    trained = [stage.method for stage in builtin_recipe(recipe).training_stages]
+    assert [stage["method"] for stage in result["stages"]] == trained
+    images = load_split(data, "test", 24).images
+    expected = np.asarray(load_keras_model(root / f"{name}.keras")(images.astype(np.float32), training=False))
+    got = TFLiteClassifier(tflite).predict(images)
+    scale = np.abs(expected).max()
+    # int8: 8-bit activations calibrated on 12 images of a random network; float: rounding only.
+    tolerance = 0.25 * scale if recipe.endswith("int8") else 1e-3 * max(scale, 1.0)
+    np.testing.assert_allclose(got, expected, atol=tolerance)
+
+
+def test_an_interrupted_run_resumes_to_the_same_file(tiny, monkeypatch, capsys):
+    from tfcompress.compress import stages
+
+    root, data = tiny
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_share = stages.RUNNERS["share"]
+    monkeypatch.setitem(stages.RUNNERS, "share", interrupted)
+    resumed = ["--work", str(root / "resume.work")]
+    assert run_compress(root, data, "slim+dc", "resumed", *resumed) == 130
+    assert not (root / "resumed.tflite").exists() and not (root / "resumed.keras").exists()
+    monkeypatch.setitem(stages.RUNNERS, "share", real_share)
+    capsys.readouterr()
+    assert run_compress(root, data, "slim+dc", "resumed", *resumed) == 0
+    printed = capsys.readouterr().out
+    assert "[stage 1/3] slim(epochs=1, penalty_epochs=1): done in an earlier run, reused" in printed
+    assert "[stage 2/3] prune(epochs=1): done in an earlier run, reused" in printed
+    assert run_compress(root, data, "slim+dc", "fresh", "--work", str(root / "fresh.work")) == 0
+
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert digest(root / "resumed.tflite") == digest(root / "fresh.tflite")
+
+
+def test_outputs_are_never_replaced_without_force(tiny, capsys):
+    root, data = tiny
+    (root / "taken.md").write_text("mine")
+    assert run_compress(root, data, "int8", "taken") == 2
+    assert "taken.md already exists; pass --force" in capsys.readouterr().err
+    assert (root / "taken.md").read_text() == "mine" and not (root / "taken.tflite").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipe", "pq+int8"], "int8 cannot follow pq"),
+        (["--recipe", "dc+int8"], "int8 cannot follow share"),
+        (["--recipe", "zip"], "unknown recipe 'zip'"),
+        (["--recipe", "pq", "--set", "pq.bits=3"], "stage 'pq' has no option 'bits'"),
+        (["--recipe", "pq", "--set", "prune.sparsity=0.5"], "recipe 'pq' has no 'prune' stage"),
+        (["--recipe", "pruned", "--set", "prune.sparsity=high"], "option prune.sparsity must be a float"),
+        (["--recipe", "missing.toml"], "recipe file missing.toml does not exist"),
+        ([], "give --recipe R"),
+        (["--recipe", "pq", "--target-bytes", "1000"], "--recipe and a budget exclude each other"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(tiny, args, message, capsys):
+    root, data = tiny
+    status = main(["compress", str(root / "in.keras"), "--data", str(data), "-o", str(root / "x.tflite"), *args])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_for_other_classes_is_refused(tiny, tmp_path, capsys):
+    from conftest import make_image_folder
+
+    root, _ = tiny
+    other = make_image_folder(tmp_path / "five", classes=5)
+    assert main(["compress", str(root / "in.keras"), "--data", str(other), "-o", str(tmp_path / "o.tflite"),
+                 "--recipe", "int8"]) == 2  # fmt: skip
+    assert "the model has 3 outputs but" in capsys.readouterr().err
+
+
+def test_toml_recipes_compose_stages_with_options(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        'name = "thin-pq"\n[[stage]]\nmethod = "slim"\nratio = 0.25\n[[stage]]\nmethod = "pq"\nblock_size = 9\n'
+    )
+    recipe = load_recipe(str(path))
+    assert recipe.name == "thin-pq" and [s.method for s in recipe.stages] == ["slim", "pq"]
+    assert recipe.option("slim", "ratio") == 0.25 and recipe.option("pq", "block_size") == "9"
+    assert recipe.option("slim", "penalty_epochs") == 3  # the default where the file is silent
+    path.write_text('[[stage]]\nmethod = "pq"\n[[stage]]\nmethod = "slim"\n')
+    with pytest.raises(TfcompressError, match="pq must be the last stage"):
+        load_recipe(str(path))
+    path.write_text("[[stage]\n")
+    with pytest.raises(TfcompressError, match="not valid TOML"):
+        load_recipe(str(path))
+
+
+def test_compositions_take_each_stage_once_and_overrides_reach_every_stage():
+    recipe = builtin_recipe("slim+dc")
+    assert [s.method for s in recipe.stages] == ["slim", "prune", "share"]
+    assert [s.method for s in builtin_recipe("pruned+dc").stages] == ["prune", "share"]
+    assert builtin_recipe("slim+int8").int8 and not recipe.int8
+    changed = with_overrides(recipe, ["prune.sparsity=0.9", "share.conv_bits=4"], epochs=2)
+    assert changed.option("prune", "sparsity") == 0.9 and changed.option("share", "conv_bits") == 4
+    assert {s.option("epochs") for s in changed.stages} == {2}
+    assert changed.stages[0].describe() == "slim(epochs=2)"
+
+
+def test_list_recipes_and_help_show_the_defaults(capsys):
+    assert main(["compress", "--list-recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert "slim+dc" in listed and "sparsity=0.8" in listed and "conv_bits=5" in listed
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    shown = capsys.readouterr().out
+    assert "(default: 1.0)" in shown and "(default: 7)" in shown

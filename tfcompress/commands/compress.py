@@ -1,0 +1,162 @@
+"""``tfcompress compress``: from a trained ``.keras`` to a small ``.tflite`` in one command (recipe or budget)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from tfcompress.commands.core import (
+    _devices,
+    add_data_argument,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from tfcompress.errors import TfcompressError
+
+
+def recipes_help() -> str:
+    """The built-in recipes, their stages and every stage option with its default (``--list-recipes``)."""
+    from tfcompress.compress.recipes import BUILTIN_RECIPES, RECIPE_DESCRIPTIONS, STAGE_DEFAULTS
+
+    lines = ["built-in recipes (compose with +, e.g. slim+dc, slim+pq, slim+int8, lowrank+int8, pruned+int8):"]
+    for name, stages in BUILTIN_RECIPES.items():
+        lines.append(f"  {name:8s} {' -> '.join(stages):14s} {RECIPE_DESCRIPTIONS[name]}")
+    lines.append("stage options (override with --set METHOD.OPTION=VALUE or in a TOML recipe):")
+    for method, options in STAGE_DEFAULTS.items():
+        lines.append(f"  {method:8s} " + ", ".join(f"{k}={v}" for k, v in options.items()))
+    return "\n".join(lines)
+
+
+def _candidates(value: str | None) -> list[tuple[str, tuple[str, ...]]]:
+    from tfcompress.compress.budget import DEFAULT_CANDIDATES
+
+    if value is None:
+        return list(DEFAULT_CANDIDATES)
+    return [(name.strip(), ()) for name in value.split(",") if name.strip()]
+
+
+def _compress(args: argparse.Namespace) -> None:
+    if args.list_recipes:
+        print(recipes_help())
+        return
+    if args.model is None or args.output is None:
+        raise TfcompressError("give the input model and the output: tfcompress compress IN.keras -o OUT.tflite ...")
+    command = shlex.join(getattr(args, "command_line", ["tfcompress", "compress"]))
+    budget_mode = args.target_bytes is not None or args.target_speedup is not None
+    if budget_mode:
+        _budget(args, command)
+        return
+    if args.recipe is None:
+        raise TfcompressError("give --recipe R (see --list-recipes), or a budget: --target-bytes / --target-speedup")
+    from tfcompress.compress import compress, load_recipe, with_overrides
+
+    recipe = with_overrides(load_recipe(args.recipe), args.set or (), args.epochs)
+    print(f"recipe {recipe.describe()}", flush=True)
+    result = compress(args.model, args.output, recipe, **_run_options(args, command))
+    _print_result(result)
+
+
+def _run_options(args: argparse.Namespace, command: str) -> dict:
+    """The keyword arguments a recipe run and a budget search take alike."""
+    return {
+        "data_dir": args.data,
+        "work": args.work,
+        "force": args.force,
+        "devices": args.devices,
+        "limit": args.limit,
+        "seed": args.seed,
+        "json_path": args.json,
+        "latency_rounds": args.latency_rounds,
+        "command": command,
+        "teacher_path": args.teacher,
+    }
+
+
+def _print_result(result) -> None:
+    base, out = result.measurements["input"], result.measurements["output"]
+    print(
+        f"wrote {result.output} ({out.bytes:,} bytes, {base.bytes / out.bytes:.1f}x smaller than the float file), "
+        f"{result.keras_path} and {result.output.with_suffix('.md')}; "
+        f"top-1 on test {100 * out.top1['test']:.2f}% (input {100 * base.top1['test']:.2f}%), "
+        f"latency {out.latency_ms[1]:.2f} / {out.latency_ms[2]:.2f} ms at 1 / 2 threads "
+        f"(input {base.latency_ms[1]:.2f} / {base.latency_ms[2]:.2f})"
+    )
+
+
+def _budget(args: argparse.Namespace, command: str) -> None:
+    from tfcompress.compress.budget import Budget
+    from tfcompress.compress.budget_run import compress_within_budget
+
+    if args.recipe is not None:
+        raise TfcompressError("--recipe and a budget exclude each other; the budget search tries the recipes itself")
+    result, paths = compress_within_budget(
+        args.model,
+        args.output,
+        Budget(args.target_bytes, args.target_speedup, args.max_drop),
+        _candidates(args.candidates),
+        epochs=args.epochs,
+        explore=args.explore,
+        **_run_options(args, command),
+    )
+    print(f"search table {paths.table}, plot {paths.plot}")
+    if result.chosen is None:
+        raise TfcompressError(result.verdict() + f"; see {paths.table}")
+    print(f"wrote {args.output} ({result.chosen.name}) and its card {args.output.removesuffix('.tflite')}.md")
+
+
+def add_commands(subparsers) -> None:
+    """Add ``compress``."""
+    parser = subparsers.add_parser(
+        "compress",
+        help="compress, finetune (distilled from IN), convert and measure in one command: a recipe or a budget",
+        description="Run a recipe (--recipe) or search the recipes for the smallest/fastest file within a budget "
+        "(--target-bytes / --target-speedup with --max-drop). Writes OUT.tflite, OUT.keras and the card OUT.md; "
+        "rerun the same command to resume.",
+        epilog="Run with --list-recipes for the recipes and every stage option.",
+    )
+    parser.add_argument("model", metavar="IN.keras", nargs="?", help="the trained model (never modified)")
+    parser.add_argument("-o", "--output", metavar="OUT.tflite", help="the .tflite to write (.keras, .md beside it)")
+    parser.add_argument(
+        "--recipe",
+        metavar="R",
+        help="built-in recipe (int8, pq, pruned, dc, slim, lowrank), a composition like slim+dc, or a .toml file",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="METHOD.OPTION=VALUE",
+        help="override a stage option, e.g. --set prune.sparsity=0.9 (repeatable)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=non_negative_int,
+        help="finetuning epochs of every training stage (default: each stage's own, see --list-recipes)",
+    )
+    parser.add_argument(
+        "--teacher", metavar="T.keras", help="distil every finetune from this model (default: IN.keras itself)"
+    )
+    add_data_argument(parser)
+    parser.add_argument("--work", metavar="DIR", help="resumable state (default: OUT.work beside the output)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    budget = parser.add_argument_group("budget mode (instead of --recipe)")
+    budget.add_argument("--target-bytes", type=positive_int, metavar="N", help="the file must be at most N bytes")
+    budget.add_argument(
+        "--target-speedup", type=positive_float, metavar="X", help="at least X times the input's speed at 1 thread"
+    )
+    budget.add_argument(
+        "--max-drop", type=float, default=1.0, metavar="P", help="at most P points of val top-1 below the input"
+    )
+    budget.add_argument(
+        "--candidates",
+        metavar="R1,R2,...",
+        help="recipes to try, in order of expected cost (default: a built-in list of 12 recipes and settings)",
+    )
+    budget.add_argument("--explore", action="store_true", help="train every feasible candidate (full Pareto plot)")
+    parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
+    parser.add_argument("--limit", type=positive_int, help="use only this many images per split (quick runs)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
+    parser.add_argument("--latency-rounds", type=positive_int, default=7, help="interleaved latency rounds")
+    parser.add_argument("--list-recipes", action="store_true", help="print the recipes and stage options, then exit")
+    parser.set_defaults(handler=_compress)

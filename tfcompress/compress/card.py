@@ -1,0 +1,91 @@
+"""The model card of a ``tfcompress compress`` run: the command, what each stage did, what was measured."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tfcompress.compress.recipes import RECIPE_DESCRIPTIONS
+
+
+def _ratio(before: float, after: float, better: str, worse: str) -> str:
+    """``2.00x smaller`` when ``after`` is half of ``before``; ``1.25x larger`` the other way."""
+    if not before or not after:
+        return "-"
+    return f"{before / after:.2f}x {better}" if after <= before else f"{after / before:.2f}x {worse}"
+
+
+def measurement_table(result) -> list[str]:
+    """Markdown rows: input against output, top-1, bytes, latency at each thread count."""
+    base, out = result.measurements["input"], result.measurements["output"]
+    rows = [
+        f"| | input (`{Path(base.path).name}`, float) | output (`{Path(out.path).name}`) | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for split in out.top1:
+        change = 100 * (out.top1[split] - base.top1[split])
+        rows.append(
+            f"| top-1 on {split} ({out.images[split]} images, runtime) | {100 * base.top1[split]:.2f}% | "
+            f"{100 * out.top1[split]:.2f}% | {change:+.2f} points |"
+        )
+    size_change = _ratio(base.bytes, out.bytes, "smaller", "larger")
+    rows.append(f"| .tflite bytes | {base.bytes:,} | {out.bytes:,} | {size_change} |")
+    for threads in out.latency_ms:
+        before, after = base.latency_ms[threads], out.latency_ms[threads]
+        speed_change = _ratio(before, after, "faster", "slower")
+        rows.append(f"| latency, {threads} thread(s), median ms | {before:.2f} | {after:.2f} | {speed_change} |")
+    return rows
+
+
+def card_text(result, input_path: str | os.PathLike) -> str:
+    """The card's markdown."""
+    from tfcompress.machine import this_cpu
+    from tfcompress.runtime import custom_op_names
+
+    recipe = result.recipe
+    parts = [RECIPE_DESCRIPTIONS.get(part, "") for part in recipe.name.split("+")]
+    ops = sorted(set(custom_op_names(Path(result.output).read_bytes()))) if Path(result.output).is_file() else []
+    lines = [
+        f"# {Path(result.output).stem}",
+        "",
+        f"`{Path(input_path).name}` compressed with the recipe **{recipe.name}**"
+        + (f" ({'; '.join(p for p in parts if p)})" if any(parts) else "")
+        + ".",
+        "",
+        f"Made by: `{result.command}`" if result.command else "Made by the Python API (tfcompress.compress).",
+        f"({result.seconds / 60:.1f} min on {os.cpu_count()} CPU cores of {this_cpu()}, "
+        f"{time.strftime('%Y-%m-%d')}; stages found in the work folder are reused, not re-run.)",
+        "",
+        "Custom ops: " + (", ".join(f"`{op}`" for op in ops) + " (need `libtfcompress_ops.so`)" if ops else "none"),
+        "",
+        "## Stages",
+        "",
+        "| # | stage | what it did | layers left as they are | minutes |",
+        "|---:|---|---|---|---:|",
+    ]
+    for number, record in enumerate(result.stages, 1):
+        skipped = "; ".join(record.skipped) if record.skipped else "-"
+        reused = " (reused)" if record.reused else ""
+        lines.append(
+            f"| {number} | `{record.description}` | {record.summary} | {skipped} | {record.seconds / 60:.1f}{reused} |"
+        )
+    if recipe.int8:
+        lines.append(
+            f"| {len(result.stages) + 1} | `int8` | full-integer post-training quantization by the TFLite converter "
+            f"({recipe.option('int8', 'calibration_images')} calibration images) | - | - |"
+        )
+    if result.measurements:
+        lines += ["", "## Measured", "", *measurement_table(result), ""]
+        lines.append(
+            "Top-1 through the TFLite runtime; latency is batch 1, the median of interleaved rounds in which "
+            "input and output were timed alike (same load)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_card(result, path: str | os.PathLike, input_path: str | os.PathLike, force: bool = False) -> Path:
+    """Write the card atomically."""
+    from tfcompress.fileio import write_text_atomic
+
+    return write_text_atomic(path, card_text(result, input_path), force)

@@ -1,0 +1,289 @@
+"""``tfcompress compress``: a recipe's stages, conversion and measurement in one resumable run.
+
+For ``compress(IN.keras, OUT.tflite, recipe)``:
+
+1. every stage of the recipe runs on the previous stage's model, finetuning by distillation
+   from IN (:mod:`tfcompress.compress.stages`); each finished stage is saved under the work
+   folder, keyed by the input file's hash and the options of every stage up to it, so running
+   the same command again resumes at the first unfinished stage (and an interrupted finetune
+   at its last epoch), and changing a later stage's options reuses the earlier stages;
+2. the result is converted (int8 when the recipe ends with ``int8``; pruned kernels as TFLite
+   sparse tensors; PQ and shared layers as our custom ops) and written as OUT.tflite and
+   OUT.keras;
+3. IN (as a float ``.tflite``) and OUT are measured side by side: top-1 on the test split
+   through the runtime, bytes, batch-1 latency at 1 and 2 threads in interleaved rounds; the
+   card OUT.md and the JSON record what was done and measured.
+
+Outputs are written atomically and never replace an existing file without ``force``; IN is
+never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from tfcompress.compress.recipes import Recipe
+from tfcompress.compress.stages import StageContext, run_stage
+from tfcompress.errors import TfcompressError
+
+
+@dataclass
+class StageRecord:
+    """What one stage did: its description, one-line summary, layers left alone, wall seconds, reuse."""
+
+    method: str
+    description: str
+    summary: str
+    skipped: list[str]
+    seconds: float
+    reused: bool = False
+
+
+@dataclass
+class CompressResult:
+    """A finished run: the output files, what each stage did, and (when measured) the measurements."""
+
+    recipe: Recipe
+    output: Path
+    keras_path: Path
+    stages: list[StageRecord]
+    tflite_bytes: int
+    measurements: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "recipe": self.recipe.to_dict(),
+            "output": str(self.output),
+            "keras": str(self.keras_path),
+            "command": self.command,
+            "tflite_bytes": self.tflite_bytes,
+            "seconds": round(self.seconds, 1),
+            "stages": [record.__dict__ for record in self.stages],
+            "measurements": {label: m.to_dict() for label, m in self.measurements.items()},
+        }
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stage_key(input_sha: str, recipe: Recipe, index: int, data_dir, limit: int | None, seed: int) -> str:
+    """A short hash naming the state after stage ``index``: same input, data and stages so far, same key."""
+    parts = {
+        "input": input_sha,
+        "data": str(Path(data_dir).resolve()) if data_dir is not None else None,
+        "limit": limit,
+        "seed": seed,
+        "stages": recipe.to_dict()["stages"][: index + 1],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def recipe_key(recipe: Recipe) -> str:
+    """A short hash of the whole recipe (names the converted file in the work folder)."""
+    return hashlib.sha256(json.dumps(recipe.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def default_work_dir(output: str | os.PathLike) -> Path:
+    """``OUT.work`` beside ``OUT.tflite``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".work")
+
+
+def check_classes(model: keras.Model, data_dir) -> None:
+    """Refuse a model whose class count differs from the data folder's.
+
+    Raises:
+        TfcompressError: the model's last dimension is not the number of class folders.
+    """
+    from tfcompress.data import list_split, resolve_data_dir
+
+    classes = len(list_split(resolve_data_dir(data_dir), "train")[2])
+    outputs = model.outputs[0].shape[-1]
+    if outputs != classes:
+        raise TfcompressError(
+            f"the model has {outputs} outputs but {resolve_data_dir(data_dir)} has {classes} class folders; "
+            "compress needs the data the model was trained on"
+        )
+
+
+def load_teacher(teacher_path: str | os.PathLike | None, input_sha: str) -> tuple[keras.Model | None, str]:
+    """The teacher named by ``teacher_path`` (``None``: the input model) and the hash that keys the stages.
+
+    The stages' state depends on the teacher too, so its hash joins the input's.
+    """
+    if teacher_path is None:
+        return None, input_sha
+    from tfcompress.convert import load_keras_model
+
+    teacher = load_keras_model(teacher_path)
+    return teacher, hashlib.sha256(f"{input_sha}:{file_sha256(teacher_path)}".encode()).hexdigest()
+
+
+def run_stages(
+    model: keras.Model,
+    recipe: Recipe,
+    work: Path,
+    input_sha: str,
+    data_dir=None,
+    teacher: keras.Model | None = None,
+    devices=None,
+    limit: int | None = None,
+    seed: int = 0,
+    verbose: int | str = "auto",
+) -> tuple[keras.Model, list[StageRecord]]:
+    """Run the recipe's training stages on ``model``, saving (and reusing) each finished stage under ``work``."""
+    from tfcompress.convert import load_keras_model
+    from tfcompress.fileio import atomic_output, write_text_atomic
+
+    stages = recipe.training_stages
+    records = []
+    for index, stage in enumerate(stages):
+        folder = work / f"{index + 1}-{stage.method}-{stage_key(input_sha, recipe, index, data_dir, limit, seed)}"
+        checkpoint, record_file = folder / "model.keras", folder / "stage.json"
+        header = f"[stage {index + 1}/{len(stages)}] {stage.describe()}"
+        if checkpoint.is_file() and record_file.is_file():
+            record = StageRecord(**{**json.loads(record_file.read_text()), "reused": True})
+            model = load_keras_model(checkpoint)
+            print(f"{header}: done in an earlier run, reused ({folder})", flush=True)
+        else:
+            print(f"{header} ...", flush=True)
+            start = time.perf_counter()
+            context = StageContext(data_dir, teacher or model, folder, devices, limit, seed, verbose)
+            result = run_stage(model, stage, context)
+            model = result.model
+            record = StageRecord(
+                stage.method, stage.describe(), result.summary, result.skipped, time.perf_counter() - start
+            )
+            with atomic_output(checkpoint, force=True) as tmp:
+                model.save(tmp)
+            write_text_atomic(record_file, json.dumps(record.__dict__, indent=1), force=True)
+        print(f"{header}: {record.summary}", flush=True)
+        for message in record.skipped:
+            print(f"  left as it is: {message}", flush=True)
+        records.append(record)
+    return model, records
+
+
+def convert_result(model: keras.Model, recipe: Recipe, data_dir=None, limit: int | None = None) -> bytes:
+    """The ``.tflite`` bytes of ``model``: int8 when the recipe ends with ``int8``, sparse tensors when pruned."""
+    from tfcompress.convert import to_tflite
+
+    calibration = None
+    if recipe.int8:
+        from tfcompress.data import load_split
+
+        count = int(recipe.option("int8", "calibration_images"))
+        count = count if limit is None else min(count, limit)
+        size = int(model.inputs[0].shape[1])
+        calibration = load_split(data_dir, "train", size, limit=count).images
+    return to_tflite(model, int8=recipe.int8, calibration=calibration, sparse=None)
+
+
+def input_tflite(model: keras.Model, work: Path, input_sha: str) -> Path:
+    """The input model as a float ``.tflite`` (the baseline), cached in ``work``."""
+    from tfcompress.convert import to_tflite
+    from tfcompress.fileio import write_bytes_atomic
+
+    path = work / f"input-{input_sha[:10]}.tflite"
+    if not path.is_file():
+        write_bytes_atomic(path, to_tflite(model, sparse=False), force=True)
+    return path
+
+
+def compress(
+    input_path: str | os.PathLike,
+    output: str | os.PathLike,
+    recipe: Recipe,
+    data_dir: str | os.PathLike | None = None,
+    work: str | os.PathLike | None = None,
+    force: bool = False,
+    devices: int | Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    verbose: int | str = "auto",
+    measure: bool = True,
+    latency_rounds: int = 7,
+    json_path: str | os.PathLike | None = None,
+    command: str = "",
+    teacher_path: str | os.PathLike | None = None,
+) -> CompressResult:
+    """Compress ``input_path`` with ``recipe`` into ``output`` (.tflite) and its ``.keras`` and ``.md`` siblings.
+
+    Args:
+        input_path: the trained ``.keras`` model (not modified).
+        output: the ``.tflite`` to write; ``OUT.keras`` and ``OUT.md`` are written beside it.
+        recipe: see :mod:`tfcompress.compress.recipes`.
+        data_dir: the image folder the model was trained on (its train / val / test splits).
+        work: the resumable state (default ``OUT.work`` beside the output).
+        force: replace existing outputs.
+        devices: ``MirroredStrategy`` devices for the finetunes.
+        limit: images per split (quick runs).
+        seed: random seed of every stage.
+        verbose: Keras verbosity.
+        measure: measure IN and OUT (top-1 on test, latency at 1 and 2 threads) for the card.
+        latency_rounds: interleaved latency rounds (10 calls each).
+        json_path: also write the result as JSON here.
+        command: the command line, recorded in the card.
+        teacher_path: distil from this model instead of IN (e.g. the float model when IN is
+            already compressed).
+
+    Raises:
+        TfcompressError: an existing output without ``force``, a model/data class mismatch, a
+            bad recipe, or any user error of the stages.
+    """
+    from tfcompress.compress.card import write_card
+    from tfcompress.convert import load_keras_model
+    from tfcompress.fileio import atomic_output, check_output_path, write_bytes_atomic, write_text_atomic
+
+    start = time.perf_counter()
+    output = Path(output)
+    if output.suffix != ".tflite":
+        raise TfcompressError(f"the output must be a .tflite file name, got {output}")
+    keras_path, card_path = output.with_suffix(".keras"), output.with_suffix(".md")
+    for path in (output, keras_path, card_path, *([json_path] if json_path else [])):
+        check_output_path(path, force)
+    model = load_keras_model(input_path)
+    check_classes(model, data_dir)
+    input_sha = file_sha256(input_path)
+    teacher, state_sha = load_teacher(teacher_path, input_sha)
+    work = Path(work) if work is not None else default_work_dir(output)
+    work.mkdir(parents=True, exist_ok=True)
+    compressed, records = run_stages(model, recipe, work, state_sha, data_dir, teacher, devices, limit, seed, verbose)
+    print("converting ...", flush=True)
+    data = convert_result(compressed, recipe, data_dir, limit)
+    staged = write_bytes_atomic(work / f"output-{recipe_key(recipe)}.tflite", data, force=True)
+    result = CompressResult(recipe, output, keras_path, records, len(data), command=command)
+    if measure:
+        from tfcompress.compress.measure import measure_files
+
+        print("measuring the input and the output (top-1 on test, latency at 1 and 2 threads) ...", flush=True)
+        baseline = input_tflite(model, work, input_sha)
+        result.measurements = measure_files(
+            {"input": baseline, "output": staged}, data_dir, ("test",), (1, 2), latency_rounds, limit=limit
+        )
+        result.measurements["output"].path = str(output)
+    result.seconds = time.perf_counter() - start
+    # The outputs last, each atomically: an interruption before here leaves none of them behind.
+    with atomic_output(keras_path, force) as tmp:
+        compressed.save(tmp)
+    write_bytes_atomic(output, data, force)
+    write_card(result, card_path, input_path, force)
+    if json_path:
+        write_text_atomic(json_path, json.dumps(result.to_dict(), indent=1), force)
+    return result
