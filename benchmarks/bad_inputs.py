@@ -280,7 +280,7 @@ def markdown(rows: list[Row]) -> str:
         if row.skipped_images is not None:
             extra.append(f"`skipped_images`: {row.skipped_images}")
         note = f" ({'; '.join(extra)})" if extra else ""
-        lines.append(f"| {row.case.name} | {row.command} | {row.status} | `{text}`{note} | {row.other_lines} |")
+        lines.append(f"| {row.case.name} | {row.command} | {row.status} | `` {text} ``{note} | {row.other_lines} |")
     return "\n".join(lines) + "\n"
 
 

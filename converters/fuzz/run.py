@@ -148,7 +148,17 @@ def markdown(results: list[Result], seconds: int) -> str:
             f"| {1 if r.crashed else 0} |"
         )
     lines.append(f"| total | | {sum(r.executions for r in results):,} | | | | {sum(r.crashed for r in results)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + regressions_markdown()
+
+
+def regressions_markdown() -> str:
+    """The crashes found and fixed: the saved inputs that every run replays first."""
+    saved = sorted(p.relative_to(REGRESSIONS) for p in REGRESSIONS.glob("*/*"))
+    lines = [
+        "Crashes found and fixed (inputs kept in `converters/fuzz/regressions/`, replayed first by every run):",
+        "",
+    ]
+    return "\n".join(lines + [f"- `{path}`" for path in saved]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
