@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from tfcompress.compress.pareto import pareto_front
 from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, write_text_atomic
 
@@ -51,7 +52,7 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], output: str | os.PathLike, force: bool = False) -> Path:
-    """Save a PNG with two panels: top-1 against size (log scale) and against latency."""
+    """Save a PNG with two panels: top-1 against size (log scale) and against latency, Pareto fronts drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,6 +70,11 @@ def plot(results: list[dict], output: str | os.PathLike, force: bool = False) ->
         by_latency.annotate(
             label, (r["latency_ms_median"], accuracy), textcoords="offset points", xytext=(4, 4), fontsize=8
         )
+    for axis, cost in ((by_size, lambda r: r["size_bytes"] / 1024), (by_latency, lambda r: r["latency_ms_median"])):
+        front = pareto_front([(cost(r), 100 * r["accuracy"]) for r in results])
+        if len(front) > 1:  # the models no other beats on both axes
+            axis.step(*zip(*front, strict=True), where="post", color="grey", alpha=0.5, label="Pareto front")
+            axis.legend(fontsize=8, loc="lower right")
     by_size.set_xscale("log")
     by_size.set_xlabel("file size (KiB, log scale)")
     by_latency.set_xlabel(f"latency per image, median (ms, {results[0]['threads']} thread(s))")

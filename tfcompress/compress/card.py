@@ -16,11 +16,16 @@ def _ratio(before: float, after: float, better: str, worse: str) -> str:
     return f"{before / after:.2f}x {better}" if after <= before else f"{after / before:.2f}x {worse}"
 
 
-def measurement_table(result) -> list[str]:
+def cell(text: str) -> str:
+    """``text`` safe inside a markdown table cell (``|`` escaped)."""
+    return text.replace("|", "\\|")
+
+
+def measurement_table(result, input_path: str | os.PathLike) -> list[str]:
     """Markdown rows: input against output, top-1, bytes, latency at each thread count."""
     base, out = result.measurements["input"], result.measurements["output"]
     rows = [
-        f"| | input (`{Path(base.path).name}`, float) | output (`{Path(out.path).name}`) | change |",
+        f"| | input (`{Path(input_path).name}` as a float .tflite) | output (`{Path(out.path).name}`) | change |",
         "|---|---:|---:|---:|",
     ]
     for split in out.top1:
@@ -65,18 +70,17 @@ def card_text(result, input_path: str | os.PathLike) -> str:
         "|---:|---|---|---|---:|",
     ]
     for number, record in enumerate(result.stages, 1):
-        skipped = "; ".join(record.skipped) if record.skipped else "-"
+        skipped = cell("; ".join(record.skipped)) if record.skipped else "-"
         reused = " (reused)" if record.reused else ""
-        lines.append(
-            f"| {number} | `{record.description}` | {record.summary} | {skipped} | {record.seconds / 60:.1f}{reused} |"
-        )
+        minutes = f"{record.seconds / 60:.1f}{reused}"
+        lines.append(f"| {number} | `{record.description}` | {cell(record.summary)} | {skipped} | {minutes} |")
     if recipe.int8:
         lines.append(
             f"| {len(result.stages) + 1} | `int8` | full-integer post-training quantization by the TFLite converter "
             f"({recipe.option('int8', 'calibration_images')} calibration images) | - | - |"
         )
     if result.measurements:
-        lines += ["", "## Measured", "", *measurement_table(result), ""]
+        lines += ["", "## Measured", "", *measurement_table(result, input_path), ""]
         lines.append(
             "Top-1 through the TFLite runtime; latency is batch 1, the median of interleaved rounds in which "
             "input and output were timed alike (same load)."

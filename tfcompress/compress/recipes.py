@@ -37,7 +37,7 @@ from tfcompress.errors import TfcompressError
 #: (distilled from the input model); ``--epochs`` on the command line overrides it everywhere.
 STAGE_DEFAULTS: dict[str, dict[str, object]] = {
     # Network Slimming (Liu et al. 2017): L1 on BatchNorm gamma, one global threshold, rebuild thinner.
-    "slim": {"ratio": 0.5, "penalty_epochs": 3, "l1": 1e-4, "epochs": 6, "learning_rate": 0.01},
+    "slim": {"ratio": 0.5, "penalty_epochs": 3, "l1": 1e-4, "epochs": 10, "learning_rate": 0.01},
     # Low-rank factorization: ranks searched for a fraction of the MACs, scored on validation images.
     "lowrank": {
         "method": "tucker2",
@@ -59,7 +59,7 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
         "calibration_images": 512,
         "em_iterations": 30,
         "layer_steps": 0,
-        "epochs": 4,
+        "epochs": 8,
         "learning_rate": 2e-4,
         "temperature": 2.0,
     },
