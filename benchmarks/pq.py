@@ -13,7 +13,10 @@ name carries its global finetune steps, ``pq_curve_gs<steps>``).
   small and large blocks (and k = 256 / 64), after EM and a short global finetune.
 - ``dense``: batch-1 latency of ``TfcPQDense`` against the builtin FULLY_CONNECTED under
   XNNPACK, 4096x4096 and 1024x1024, at 1 and 2 threads (median of repeated invokes,
-  each through the interpreter); also the bare kernel through ctypes.
+  each through the interpreter); also the bare kernel through ctypes. Configurations: the
+  ``tfcompress.pq.quantize`` default for dense layers (d = 4, k = 2048, the paper's FC
+  setting) and d = 8 / 4 with k = 256. ``--kernel avx2`` forces the PQ kernel variant
+  (``$TFCOMPRESS_KERNEL``), ``--name`` names the result files (``pq_<name>``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+# (d, k) of the dense benchmark; the first is tfcompress.pq.quantize's default for dense layers.
+DENSE_DEFAULT = (4, 2048)
+DENSE_CONFIGS = (DENSE_DEFAULT, (8, 256), (4, 256))
 
 
 def _write(part: str, data: dict, markdown: str) -> None:
@@ -184,6 +190,7 @@ def bench_dense(args: argparse.Namespace) -> None:
 
     from tfcompress.convert import to_tflite
     from tfcompress.pq import PQDense
+    from tfcompress.pq.lowering import lookup_table_pays
     from tfcompress.pq.native import dense_variants, pq_dense
 
     rng = np.random.default_rng(0)
@@ -192,7 +199,7 @@ def bench_dense(args: argparse.Namespace) -> None:
         inputs = keras.Input((size,))
         float_model = keras.Model(inputs, keras.layers.Dense(size)(inputs))
         float_content = to_tflite(float_model)
-        for d, k in ((8, 256), (4, 256)):
+        for d, k in DENSE_CONFIGS:
             layer = PQDense(size, block_size=d, n_centroids=k)
             pq_model = keras.Model(inputs, layer(inputs))
             codes = rng.integers(0, k, layer.codes.shape).astype(np.int32)
@@ -203,36 +210,48 @@ def bench_dense(args: argparse.Namespace) -> None:
             for threads in (1, 2):
                 float_s, pq_s = _time_pair([float_content, pq_content], threads, size, args.runs)
                 x = rng.standard_normal((1, size)).astype(np.float32)
-                best = dense_variants()[0]
+                best = args.kernel or dense_variants()[0]
                 _, kernel_s = pq_dense(x, codes, codebook, None, best, threads=threads, repeats=args.runs)
                 row = {
-                    "size": size, "d": d, "k": k, "threads": threads,
+                    "size": size, "d": d, "k": k, "threads": threads, "default": (d, k) == DENSE_DEFAULT,
+                    "route": "lookup table" if lookup_table_pays(size, size, d, k) else "decoded",
                     "float_tflite_bytes": len(float_content), "pq_tflite_bytes": len(pq_content),
                     "xnnpack_fc_ms": 1e3 * float_s, "pq_op_ms": 1e3 * pq_s, "pq_kernel_ms": 1e3 * kernel_s,
-                    "kernel": dense_variants()[0], "speedup": float_s / pq_s,
+                    "kernel": best, "speedup": float_s / pq_s,
                 }  # fmt: skip
                 rows.append(row)
                 print(row, flush=True)
+    from benchmarks.binary_conv import _cpu_name
+
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    forced = f" --kernel {args.kernel}" if args.kernel else ""
     lines = [
         "# PQ dense op against XNNPACK float FC, batch 1",
         "",
-        "Command: `nice -n 5 .venv/bin/python benchmarks/pq.py dense`. Median of "
+        f"Command: `nice -n 5 .venv/bin/python benchmarks/pq.py dense{forced}`. "
+        f"CPU: {_cpu_name()} ({os.cpu_count()} cores, shared with other jobs; load average at the end {load}); "
+        f"PQ kernel variant `{args.kernel or dense_variants()[0]}`. Median of "
         f"{args.runs} invokes after 10 warm-up runs, float and PQ invokes interleaved (same load), each model in "
         "its own ai-edge-litert interpreter "
-        "(float: builtin FULLY_CONNECTED under the default XNNPACK delegate; PQ: `TfcPQDense`, lookup-table "
-        "kernel, through the tfcompress delegate). 2 CPU cores shared with other jobs.",
+        "(float: builtin FULLY_CONNECTED under the default XNNPACK delegate; PQ file: as `to_tflite` lowers it, "
+        "`lookup table` = `TfcPQDense` through the tfcompress delegate, `decoded` = `TfcPQDecode` into a 1x1 "
+        "CONV_2D under XNNPACK, where `tfcompress.pq.lowering.lookup_table_pays` says the table does not pay; "
+        "bare kernel: `TfcPQDense`'s kernel through ctypes, whatever the route). **default**: the "
+        "`tfcompress.pq.quantize` default for dense layers.",
         "",
-        "| layer | d | k | threads | .tflite float | .tflite PQ | XNNPACK FC (ms) | TfcPQDense (ms) | bare kernel (ms) "
-        "| speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer | d | k | threads | .tflite float | .tflite PQ | route | XNNPACK FC (ms) | PQ file (ms) "
+        "| bare lookup-table kernel (ms) | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
+        k = f"**{r['k']}** (default)" if r["default"] else str(r["k"])
         lines.append(
-            f"| {r['size']}x{r['size']} | {r['d']} | {r['k']} | {r['threads']} | {r['float_tflite_bytes']:,} | "
-            f"{r['pq_tflite_bytes']:,} | {r['xnnpack_fc_ms']:.3f} | {r['pq_op_ms']:.3f} | {r['pq_kernel_ms']:.3f} | "
+            f"| {r['size']}x{r['size']} | {r['d']} | {k} | {r['threads']} | {r['float_tflite_bytes']:,} | "
+            f"{r['pq_tflite_bytes']:,} | {r['route']} | {r['xnnpack_fc_ms']:.3f} | {r['pq_op_ms']:.3f} | "
+            f"{r['pq_kernel_ms']:.3f} | "
             f"{r['speedup']:.1f}x |"
         )
-    _write("dense", {"rows": rows}, "\n".join(lines) + "\n")
+    _write(args.name, {"rows": rows}, "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -244,7 +263,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--centroids", type=int, nargs="+", default=[256, 64], help="k values of the curve")
     parser.add_argument("--blocks", nargs="+", default=["small", "large"], help="block size presets of the curve")
+    parser.add_argument("--kernel", help="dense: force the PQ kernel variant (avx512, avx2, scalar)")
+    parser.add_argument("--name", default="dense", help="dense: result files benchmarks/results/pq_<name>.*")
     args = parser.parse_args()
+    if args.kernel:
+        os.environ["TFCOMPRESS_KERNEL"] = args.kernel
     with tempfile.TemporaryDirectory():
         {"em": bench_em, "curve": bench_curve, "dense": bench_dense}[args.part](args)
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from tflite_run import run_batch
 
 from tfcompress.convert import to_tflite
 from tfcompress.errors import TfcompressError
 from tfcompress.pq import PQConv2D, PQDense
 from tfcompress.pq.layout import decode
+from tfcompress.pq.lowering import lookup_table_pays
 from tfcompress.pq.native import dense_variants, pq_decode, pq_dense
 from tfcompress.pq.packing import pack_codes, unpack_codes
 from tfcompress.runtime import Interpreter, custom_op_names
@@ -145,3 +147,26 @@ def test_tflite_holds_packed_codes_and_half_codebooks_only():
     assert (1, 32 * 18 * 2) in sizes.values()  # float16 codebook
     # No float32 constant as large as a decoded kernel of c1 (10 x 3 x 3 x 8 floats).
     assert not [name for name, (kind, size) in sizes.items() if kind == 0 and size >= 10 * 72 * 4]
+
+
+@pytest.mark.parametrize(
+    ("size", "d", "k", "lookup"),
+    [(4096, 8, 256, True), (4096, 4, 2048, False), (4096, 4, 256, False), (1024, 8, 256, False), (64, 4, 300, True)],
+)
+def test_lookup_table_only_where_it_pays(size, d, k, lookup):
+    """The measured settings of ``benchmarks/pq.py dense``: the table where it beat float, small layers too."""
+    assert lookup_table_pays(size, size, d, k) is lookup
+
+
+def test_dense_where_the_table_does_not_pay_is_decoded_and_matches_keras():
+    rng = np.random.default_rng(5)
+    inputs = keras.Input((1024,))
+    layer = PQDense(1024, block_size=4, n_centroids=2048, activation="relu")
+    model = keras.Model(inputs, layer(inputs))
+    codes = rng.integers(0, 2048, layer.codes.shape).astype(np.int32)
+    _assign(layer, _half(rng.standard_normal((2048, 4))), codes, rng.standard_normal(1024).astype(np.float32))
+    content = to_tflite(model)
+    assert custom_op_names(content) == ["TfcPQDecode"]
+    assert len(content) < 1024 * 1024  # codes and codebook only: the file holds no float kernel
+    x = rng.standard_normal((3, 1024)).astype(np.float32)
+    np.testing.assert_allclose(run_batch(content, x), model.predict(x, verbose=0), rtol=1e-4, atol=1e-3)

@@ -20,6 +20,12 @@ block ``b`` the ``k`` dot products ``T_b[c] = <x_b, C[c]>`` are computed once, t
 ``out_features``, ``block_size``, ``n_centroids``, ``code_bits``, ``activation``
 (``NONE``, ``RELU``, ``RELU6``; any other activation runs after the op).
 
+A PQ dense layer becomes ``TfcPQDense`` only where the lookup table is expected to beat the
+float layer (:func:`lookup_table_pays`); elsewhere its kernel is ``TfcPQDecode``d once into a
+constant feeding a 1x1 ``CONV_2D`` that XNNPACK runs as fast as the float model's
+FULLY_CONNECTED, so a PQ dense layer is never slower than float (the file stays as small; the
+decoded kernel takes the float layer's memory at run time).
+
 Each composite's body computes the same thing with TensorFlow ops, so the traced graph is
 correct where nothing fuses it.
 """
@@ -86,9 +92,8 @@ def _fused(y: tf.Tensor, activation: str) -> tf.Tensor:
     return y
 
 
-def lower_pq_conv2d(layer: PQConv2D, inputs, *args, **kwargs):
-    """``TfcPQDecode`` (kernel decoded once) feeding the builtin ``CONV_2D``."""
-    kh, kw, cin, cout = layer.kernel_shape
+def _decoded_kernel(layer, kh: int, kw: int, cin: int, cout: int) -> tf.Tensor:
+    """The layer's kernel, HWIO ``[kh, kw, C_in, C_out]``, from a ``TfcPQDecode`` composite."""
     n_blocks = cin * kh * kw // layer.block_size
     packed = pack_codes(_eager(layer.codes, np.int64), layer.n_centroids)
     codebook = _eager(layer.codebook, np.float16)
@@ -102,7 +107,12 @@ def lower_pq_conv2d(layer: PQConv2D, inputs, *args, **kwargs):
         rows = tf.reshape(tf.transpose(subvectors, (1, 0, 2)), [cout, cin, kh, kw])
         return tf.transpose(rows, (0, 2, 3, 1))  # [C_out, kh, kw, C_in]
 
-    kernel = tf.transpose(pq_decode(tf.constant(packed), tf.constant(codebook)), (1, 2, 3, 0))
+    return tf.transpose(pq_decode(tf.constant(packed), tf.constant(codebook)), (1, 2, 3, 0))
+
+
+def lower_pq_conv2d(layer: PQConv2D, inputs, *args, **kwargs):
+    """``TfcPQDecode`` (kernel decoded once) feeding the builtin ``CONV_2D``."""
+    kernel = _decoded_kernel(layer, *layer.kernel_shape)
     outputs = tf.nn.conv2d(
         tf.convert_to_tensor(inputs, tf.float32),
         kernel,
@@ -115,9 +125,48 @@ def lower_pq_conv2d(layer: PQConv2D, inputs, *args, **kwargs):
     return layer.activation(outputs)
 
 
-def lower_pq_dense(layer: PQDense, inputs, *args, **kwargs):
-    """``TfcPQDense``: the lookup-table dense kernel on packed codes and a float16 codebook."""
+#: Below this many weights a dense layer takes microseconds either way: it keeps the lookup table.
+SMALL_DENSE_WEIGHTS = 1 << 18
+#: Float kernels larger than this are read from memory at every inference (not cache-resident).
+CACHED_FLOAT_BYTES = 8 << 20
+
+
+def lookup_table_pays(in_features: int, out_features: int, block_size: int, n_centroids: int) -> bool:
+    """Whether ``TfcPQDense``'s lookup table is expected to be faster than a float FULLY_CONNECTED.
+
+    Per input feature the table costs ``k`` multiply-adds and ``C_out / d`` lookups, each
+    lookup-add about 10 multiply-adds of a cache-resident float layer (measured on AMD Zen 5,
+    1024x1024); the float layer costs ``C_out`` multiply-adds, about 2.5x more when its
+    kernel does not stay in cache (4096x4096: 64 MB read per inference). Measured there
+    (``benchmarks/pq.py dense``): d = 8, k = 256 at 4096x4096 is 1.7x faster than float; every
+    1024x1024 setting and d = 4 at 4096x4096 (k = 256 or the default 2048) are slower, so they
+    are decoded instead. Small layers (fewer than :data:`SMALL_DENSE_WEIGHTS`) keep the table.
+    """
+    weights = in_features * out_features
+    if weights < SMALL_DENSE_WEIGHTS:
+        return True
+    float_cost = out_features * (2.5 if 4 * weights > CACHED_FLOAT_BYTES else 1.0)
+    return n_centroids + 10 * out_features / block_size < float_cost
+
+
+def _lower_pq_dense_decoded(layer: PQDense, inputs) -> tf.Tensor:
+    """The kernel decoded once (``TfcPQDecode``) feeding a 1x1 ``CONV_2D`` (rank-2 inputs): float speed."""
     cin, cout = layer.kernel_shape
+    kernel = _decoded_kernel(layer, 1, 1, cin, cout)
+    x = tf.reshape(tf.convert_to_tensor(inputs, tf.float32), [-1, 1, 1, cin])
+    y = tf.reshape(tf.nn.conv2d(x, kernel, strides=1, padding="VALID"), [-1, cout])
+    if layer.use_bias:
+        y = tf.nn.bias_add(y, tf.constant(_eager(layer.bias, np.float32)))
+    return layer.activation(y)
+
+
+def lower_pq_dense(layer: PQDense, inputs, *args, **kwargs):
+    """``TfcPQDense``, the lookup-table kernel on packed codes and a float16 codebook, where it
+    pays (:func:`lookup_table_pays`) or the input has more than 2 dimensions; else the decoded
+    kernel feeding a 1x1 ``CONV_2D``."""
+    cin, cout = layer.kernel_shape
+    if len(inputs.shape) == 2 and not lookup_table_pays(cin, cout, layer.block_size, layer.n_centroids):
+        return _lower_pq_dense_decoded(layer, inputs)
     n_blocks = cin // layer.block_size
     packed = pack_codes(_eager(layer.codes, np.int64), layer.n_centroids)
     codebook = _eager(layer.codebook, np.float16)
