@@ -1,5 +1,7 @@
 // A plain C entry to the kernels, for tests and benchmarks through ctypes
 // (tfcompress/native.py): run one binary convolution with a named kernel, outside TFLite.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -175,4 +177,32 @@ TFC_EXPORT int tfc_binary_conv2d(const char* kernel, const int* geometry, const 
                                  float* output, long long output_size, char* error, int error_size) {
   return tfc_binary_conv2d_io(kernel, geometry, input, weights, multiplier, bias, activation, threads, 0, output,
                               output_size, error, error_size);
+}
+
+// The core clock in GHz, for the benchmarks' cycle figures: a chain of dependent one-cycle
+// integer adds, timed over `windows` windows of about a millisecond each; the fastest window
+// (the least disturbed by other processes) counts. 0 on CPUs without the inline assembly.
+TFC_EXPORT double tfc_clock_ghz(int windows) {
+  constexpr long kAdds = 4'000'000;
+  double best = 0.0;
+  for (int w = 0; w < windows; ++w) {
+    long value = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (long i = 0; i < kAdds; i += 8) {
+#if defined(__x86_64__)
+      asm volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                   "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+                   : "+r"(value));
+#elif defined(__aarch64__)
+      asm volatile("add %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\t"
+                   "add %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1"
+                   : "+r"(value));
+#else
+      return 0.0;
+#endif
+    }
+    const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, kAdds / ns);
+  }
+  return best;
 }
