@@ -100,6 +100,26 @@ def recipe_row(recipe: str, result: dict) -> dict:
     }
 
 
+def remeasure(rows: list[dict], files: Path, model: Path, data: list[str], rounds: int) -> None:
+    """Time the input and every recipe's file again in one interleaved run (the recipes ran under other loads)."""
+    from tfcompress.compress.measure import interleaved_latencies
+    from tfcompress.compress.pipeline import file_sha256, input_tflite
+    from tfcompress.convert import load_keras_model
+    from tfcompress.data import load_split
+
+    keras_model = load_keras_model(model)
+    paths = {"input": input_tflite(keras_model, files, file_sha256(model))}
+    paths.update({r["recipe"]: files / f"{r['recipe'].replace('+', '_')}.tflite" for r in rows})
+    image = load_split(data[1] if data else None, "test", int(keras_model.inputs[0].shape[1]), limit=1).images[0]
+    print(f"timing {len(paths)} files in {rounds} interleaved rounds at 1 and 2 threads ...", flush=True)
+    medians = interleaved_latencies(paths, image, (1, 2), rounds, 20)
+    for r in rows:
+        for threads in (1, 2):
+            r[f"latency_{threads}t"] = medians[threads][r["recipe"]]
+            r[f"input_latency_{threads}t"] = medians[threads]["input"]
+        r["timing"] = "remeasured together"
+
+
 def markdown(dataset: str, rows: list[dict], budgets: dict, environment: str) -> str:
     """The results page."""
     lines = [
@@ -107,7 +127,8 @@ def markdown(dataset: str, rows: list[dict], budgets: dict, environment: str) ->
         "",
         f"Written by `python benchmarks/compress.py {' '.join(sys.argv[1:])}` ({environment}). Top-1 on the test "
         "split through the TFLite runtime; latency is batch 1, the median of rounds interleaved with the input model's "
-        "float file (its figures are the `input` columns of the same run); minutes count every stage of the recipe "
+        "float file; with `--remeasure-rounds` (default) all files were timed again together, in one interleaved run, "
+        "after the recipes ran; minutes count every stage of the recipe "
         "(stages shared with an earlier recipe were trained once).",
         "",
         "| recipe | bytes | x smaller | top-1 | change (points) | ms, 1 thread | x faster | ms, 2 threads "
@@ -158,6 +179,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="finetuning epochs of every stage (default: each stage's own)")
     parser.add_argument("--work", type=Path, help="shared work folder (default: models/.work/compress[_DATASET])")
     parser.add_argument("--force", action="store_true", help="rerun recipes whose results exist")
+    parser.add_argument(
+        "--remeasure-rounds",
+        type=int,
+        default=15,
+        help="time every recipe's file and the input again in one interleaved run of this many rounds (0: keep "
+        "each recipe's own timing, taken under whatever load its run had)",
+    )
     args = parser.parse_args()
 
     from tfcompress.machine import this_cpu
@@ -201,6 +229,8 @@ def main() -> None:
                          "table": str(table), "report": report}  # fmt: skip
         if report["chosen"] and result_file.is_file():
             budgets[name]["result"] = recipe_row(report["chosen"], json.loads(result_file.read_text()))
+    if args.remeasure_rounds and rows:
+        remeasure(rows, files, model, data, args.remeasure_rounds)
     environment = f"{time.strftime('%Y-%m-%d')}, {this_cpu()}, {os.cpu_count()} CPUs"
     stem = RESULTS / f"compress_{args.dataset}"
     (stem.with_suffix(".json")).write_text(json.dumps({"rows": rows, "budgets": budgets, "environment": environment},

@@ -21,9 +21,21 @@ from pathlib import Path
 FIELDS = ("top1", "bytes", "latency_1t", "latency_2t")
 SHELL_STOP = (">", "<", "|", "&", ";", "2>", "(")
 _COMMAND = re.compile(r"scripts/(?P<script>[\w.-]+\.py)(?P<args>[^`\n]*)")
+_COMPRESS = re.compile(r"`tfcompress compress(?P<args>[^`\n]*)`")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _BYTES = re.compile(r"\d{1,3}(?:,\d{3})+|\d+")
 _MS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*\d+(?:\.\d+)?\s*)?(?:ms)?")
+
+
+def _arguments(text: str) -> list[str]:
+    """Shell words of a recorded command line up to a redirection, ``--force`` left out."""
+    args = []
+    for token in shlex.split(text.replace("\\", " "), posix=True):
+        if token.startswith(SHELL_STOP):
+            break
+        if token != "--force":
+            args.append(token)
+    return args
 
 
 def script_commands(card: str, script: str) -> list[list[str]]:
@@ -33,14 +45,17 @@ def script_commands(card: str, script: str) -> list[list[str]]:
     """
     found: list[list[str]] = []
     for match in _COMMAND.finditer(card):
-        if match.group("script") != script:
-            continue
-        args = []
-        for token in shlex.split(match.group("args").replace("\\", " "), posix=True):
-            if token.startswith(SHELL_STOP):
-                break
-            if token != "--force":
-                args.append(token)
+        args = _arguments(match.group("args"))
+        if match.group("script") == script and args not in found:
+            found.append(args)
+    return found
+
+
+def compress_commands(card: str) -> list[list[str]]:
+    """The argument lists of the ```tfcompress compress ...``` commands in ``card`` (``--force`` dropped)."""
+    found: list[list[str]] = []
+    for match in _COMPRESS.finditer(card):
+        args = _arguments(match.group("args"))
         if args not in found:
             found.append(args)
     return found

@@ -7,7 +7,8 @@ then, from the teacher, PQ, pruning, Network Slimming (then Deep Compression fro
 model), low-rank and the two students; the binary network (trained from scratch) and its
 ``.tflite``. Each step runs an existing script of ``scripts/`` with the arguments of the
 ``scripts/NAME.py ...`` command(s) its model card records (``models/<model>.md``, read now,
-so a re-made card is followed; the binary ``.tflite`` step runs ``tfcompress convert``).
+so a re-made card is followed; the binary ``.tflite`` step runs ``tfcompress convert``), or the
+``tfcompress compress ...`` command of a card that ``compress`` wrote.
 
 - Resumable: a step whose model files (``.keras`` / ``.tflite``) all exist is done and
   skipped; an interrupted step's script resumes from its own state under ``models/.work/``
@@ -33,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from model_cards import read_card, script_commands
+from model_cards import compress_commands, read_card, script_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +50,7 @@ class Step:
     cards: tuple[str, ...] = ()  # models/<card>.md
     fixed: tuple[str, ...] = ()  # without a script: `python -m ...` arguments
     writes_card: bool = False  # the script writes (and refuses to replace) its card
+    compress: bool = False  # made by the `tfcompress compress ...` command its card records
 
 
 STEPS: tuple[Step, ...] = (
@@ -88,6 +90,14 @@ STEPS: tuple[Step, ...] = (
         ("flowers_lowrank",),
         (),
         True,
+    ),
+    Step(
+        "slim_pq",
+        ("flowers_slim_pq.keras", "flowers_slim_pq.tflite"),
+        ("float",),
+        cards=("flowers_slim_pq",),
+        writes_card=True,
+        compress=True,
     ),
     Step("binary", ("flowers_binary.keras",), (), "train_flowers_binary.py", ("flowers_binary",)),
     Step(
@@ -129,6 +139,12 @@ class PlanError(Exception):
 
 def step_commands(step: Step, root: Path, python: str, force: bool) -> list[list[str]]:
     """The command lines of ``step``, arguments from its cards (``--force`` added when ``force``)."""
+    if step.compress:
+        card = read_card(root / "models", step.cards[0])
+        found = compress_commands(card) if card is not None else []
+        if not found:
+            raise PlanError(f"models/{step.cards[0]}.md records no `tfcompress compress ...` command")
+        return [[python, "-m", "tfcompress.cli", "compress", *args, *(["--force"] if force else [])] for args in found]
     if step.script is None:
         return [[python, *step.fixed, *(["--force"] if force else [])]]
     found: list[list[str]] = []

@@ -52,6 +52,8 @@ CARDS = {
     "flowers_lowrank": "Made by:\n\n    nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --target-macs 0.45"
     " --epochs 10 > log 2>&1 &\n",
     "flowers_binary": "Made by `python scripts/train_flowers_binary.py`\n",
+    "flowers_slim_pq": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+pq -o "
+    "models/flowers_slim_pq.tflite --force`\n",
     "flowers_student": "```\npython scripts/train_flowers_students.py --runs scratch --seeds 0\n"
     "python scripts/train_flowers_students.py --runs kd --seeds 0\n"
     "python scripts/train_flowers_students.py --runs none --ship\n```\n",
@@ -62,7 +64,7 @@ CARDS = {
 
 @pytest.fixture
 def fake_repo(tmp_path: Path) -> Path:
-    """A repository with every card, fake scripts, and the binary model already made."""
+    """A repository with every card, fake scripts, and the binary and slim+pq models already made."""
     (tmp_path / "models").mkdir()
     (tmp_path / "scripts").mkdir()
     for card, text in CARDS.items():
@@ -76,7 +78,7 @@ def fake_repo(tmp_path: Path) -> Path:
         outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    for done in ("flowers_binary.keras", "flowers_binary.tflite"):
+    for done in ("flowers_binary.keras", "flowers_binary.tflite", "flowers_slim_pq.keras", "flowers_slim_pq.tflite"):
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
 
@@ -201,3 +203,17 @@ def test_steps_come_after_the_steps_they_need():
     for step in STEPS:
         assert all(names.index(need) < names.index(step.name) for need in step.needs)
     assert [step.name for step in rebuild_models.select(["dc", "float"])] == ["float", "dc"]
+
+
+def test_a_compress_step_runs_the_command_its_card_records(fake_repo):
+    for made in ("flowers_slim_pq.tflite", "flowers_slim_pq.keras"):
+        (fake_repo / "models" / made).unlink()
+    plan = {item.step.name: item for item in make_plan(fake_repo, "py", force=False)}
+    assert plan["slim_pq"].action == "run"
+    assert plan["slim_pq"].commands == [
+        ["py", "-m", "tfcompress.cli", "compress", "models/flowers_float.keras", "--recipe", "slim+pq", "-o",
+         "models/flowers_slim_pq.tflite", "--force"]  # --force only for its card, the model files checked first
+    ]  # fmt: skip
+    (fake_repo / "models" / "flowers_slim_pq.md").write_text("no command here\n")
+    with pytest.raises(rebuild_models.PlanError, match="records no `tfcompress compress"):
+        make_plan(fake_repo, "py", force=False)

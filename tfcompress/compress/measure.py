@@ -55,7 +55,6 @@ def measure_files(
     """
     from tfcompress.data import load_split
     from tfcompress.evaluate import TFLiteClassifier
-    from tfcompress.latency import interleaved_latency
 
     results = {label: FileMeasurement(str(path), Path(path).stat().st_size) for label, path in paths.items()}
     first = TFLiteClassifier(next(iter(paths.values())))
@@ -66,12 +65,29 @@ def measure_files(
             results[label].top1[split] = top1(path, data.images, data.labels)
             results[label].images[split] = len(data)
         sample = data.images[0]
+    for count, latencies in interleaved_latencies(paths, sample, threads, rounds, runs).items():
+        for label, latency in latencies.items():
+            results[label].latency_ms[count] = latency
+    return results
+
+
+def interleaved_latencies(
+    paths: Mapping[str, str | os.PathLike],
+    image: np.ndarray,
+    threads: Sequence[int] = (1, 2),
+    rounds: int = 7,
+    runs: int = 10,
+) -> dict[int, dict[str, float]]:
+    """``{threads: {label: median ms}}``: batch-1 latency of every file on ``image``, all in the same rounds."""
+    from tfcompress.evaluate import TFLiteClassifier
+    from tfcompress.latency import interleaved_latency
+
+    medians: dict[int, dict[str, float]] = {}
     for count in threads:
         classifiers = {label: TFLiteClassifier(path, threads=count) for label, path in paths.items()}
-        prepared = {label: c.prepare(sample) for label, c in classifiers.items()}
+        prepared = {label: c.prepare(image) for label, c in classifiers.items()}
         latencies = interleaved_latency(
             {label: (lambda c=c, x=prepared[label]: c.run(x)) for label, c in classifiers.items()}, rounds, runs
         )
-        for label, latency in latencies.items():
-            results[label].latency_ms[count] = latency.ms_median
-    return results
+        medians[count] = {label: latency.ms_median for label, latency in latencies.items()}
+    return medians
