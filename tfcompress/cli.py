@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = ["tfcompress", *(sys.argv[1:] if argv is None else argv)]  # recorded in model cards
     try:
+        if hasattr(args, "workers"):  # before the handler runs any TensorFlow op
+            from tfcompress.commands.core import start_workers
+
+            start_workers(args)
         args.handler(args)
     except TfcompressError as error:
         print(f"tfcompress {args.command}: error: {error}", file=sys.stderr)

@@ -263,11 +263,17 @@ def make_dataset(image_set: ImageSet, batch_size: int, training: bool = False, s
     """A ``tf.data.Dataset`` of ``(float32 images in [0, 255], int32 labels)`` batches.
 
     With ``training`` the data are shuffled every epoch and augmented
-    (:func:`augment_batch`); otherwise they are served in order, unchanged.
+    (:func:`augment_batch`); otherwise they are served in order, unchanged. Under
+    ``MultiWorkerMirroredStrategy`` each worker keeps its own part of every batch (auto-sharding
+    by ``DATA``: the images are in memory, there are no files to split): the workers see the
+    batches a single process would see, split between them.
     """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((image_set.images, image_set.labels))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
     if training:
         dataset = dataset.shuffle(len(image_set), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)

@@ -9,14 +9,15 @@ CutMix. The weights with the best validation accuracy are kept (or the last ones
 "Mixed Precision Training"; 1.4x faster on CPUs with AVX512-BF16, ``benchmarks/precision.py``);
 the saved model is float32 either way.
 Training resumes from ``backup_dir`` after an interruption, and runs under
-``tf.distribute.MirroredStrategy`` when several devices are given.
+``tf.distribute.MirroredStrategy`` when several devices are given, or
+``MultiWorkerMirroredStrategy`` on several machines (:class:`tfcompress.distribute.Workers`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import keras
 
 from tfcompress.data import ImageSet, load_split, make_dataset
-from tfcompress.distribute import get_strategy
+from tfcompress.distribute import DeviceRequest, get_strategy, is_chief, worker_backup_dir
 from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, check_output_path
 from tfcompress.models import build_model
@@ -243,7 +244,7 @@ def train(
     output: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     config: TrainConfig | None = None,
-    devices: int | Sequence[str] | None = None,
+    devices: DeviceRequest = None,
     backup_dir: str | os.PathLike | None = None,
     force: bool = False,
     limit: int | None = None,
@@ -256,9 +257,11 @@ def train(
         output: the ``.keras`` file to write (atomically; refused if it exists unless ``force``).
         data_dir: the data folder (see :func:`tfcompress.data.resolve_data_dir`).
         config: the recipe; :class:`TrainConfig` defaults when ``None``.
-        devices: see :func:`tfcompress.distribute.get_strategy`.
+        devices: see :func:`tfcompress.distribute.get_strategy`; with
+            :class:`tfcompress.distribute.Workers` only worker 0 writes ``output``.
         backup_dir: where to keep the state that lets an interrupted run resume
-            (``keras.callbacks.BackupAndRestore``); ``None`` for no resuming.
+            (``keras.callbacks.BackupAndRestore``; one sub-folder per worker, see
+            :func:`tfcompress.distribute.worker_backup_dir`); ``None`` for no resuming.
         force: overwrite ``output`` if it exists.
         limit: use only the first ``limit`` images of each split (quick runs, tests).
         init_from: a ``.keras`` model of the same architecture whose weights start the run
@@ -269,13 +272,14 @@ def train(
         The trained model with the best validation weights.
     """
     config = config or TrainConfig()
-    check_output_path(output, force)
+    strategy = get_strategy(devices)
+    if is_chief(devices):
+        check_output_path(output, force)
     keras.utils.set_random_seed(config.seed)
     train_set = load_split(data_dir, "train", config.image_size, limit)
     val_set = load_split(data_dir, "val", config.image_size, limit)
     batch_size = min(config.batch_size, len(train_set))
     steps_per_epoch = len(train_set) // batch_size
-    strategy = get_strategy(devices)
 
     def build() -> keras.Model:
         return build_model(
@@ -290,12 +294,14 @@ def train(
             model.set_weights(load_keras_model(init_from).get_weights())
         compile_for_training(model, config, steps_per_epoch)
     train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup, config.cutmix)
+    backup_dir = worker_backup_dir(backup_dir, devices)
     fit_keeping_best(model, train_data, val_set, config.epochs, batch_size, backup_dir, verbose, config.keep)
     if config.precision != "float32":  # ship float32: the same weights in a float32-policy model
         with dtype_policy("float32"):
             trained, model = model, build()
         model.set_weights(trained.get_weights())
-    save_for_inference(model, output, force)
+    if is_chief(devices):
+        save_for_inference(model, output, force)
     return model
 
 

@@ -6,8 +6,8 @@ import argparse
 import shlex
 
 from tfcompress.commands.core import (
-    _devices,
     add_data_argument,
+    add_device_arguments,
     non_negative_int,
     positive_float,
     positive_int,
@@ -154,7 +154,7 @@ def add_commands(subparsers) -> None:
         help="recipes to try, in order of expected cost (default: a built-in list of 12 recipes and settings)",
     )
     budget.add_argument("--explore", action="store_true", help="train every feasible candidate (full Pareto plot)")
-    parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
+    add_device_arguments(parser)
     parser.add_argument("--limit", type=positive_int, help="use only this many images per split (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     parser.add_argument("--latency-rounds", type=positive_int, default=7, help="interleaved latency rounds")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tfcompress.errors import TfcompressError
+
 
 def bounded_number(kind: type, low: float, strict: bool):
     """An argparse type: a ``kind`` (int or float) above ``low`` (``strict``) or at least ``low``.
@@ -68,6 +70,54 @@ def _devices(value: str) -> int | list[str]:
     return int(value) if value.isdigit() else [name.strip() for name in value.split(",") if name.strip()]
 
 
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--devices`` (one machine) or ``--workers``/``--worker-index`` (several; see :func:`start_workers`)."""
+    parser.add_argument(
+        "--devices",
+        type=_devices,
+        help="N devices (MirroredStrategy; N logical CPUs without a GPU) or a list like /cpu:0,/cpu:1",
+    )
+    parser.add_argument(
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="train on several machines (MultiWorkerMirroredStrategy): every worker's address, the same list on "
+        "each; run the same command on every worker with its --worker-index (default: $TF_CONFIG when set)",
+    )
+    parser.add_argument(
+        "--worker-index", type=non_negative_int, metavar="I", help="this worker's place in --workers (0: the chief)"
+    )
+
+
+def start_workers(args: argparse.Namespace) -> None:
+    """Join the cluster named by ``--workers``/``--worker-index`` or ``$TF_CONFIG``, before any TensorFlow op.
+
+    ``args.devices`` becomes the :class:`tfcompress.distribute.Workers` request, and a command
+    that has ``--backup-dir`` gets ``OUT.backup`` by default, so that a worker that dies
+    can be restarted and the run resumes from the last finished epoch.
+
+    Raises:
+        TfcompressError: ``--devices`` with workers, or a bad worker list, index or ``TF_CONFIG``.
+    """
+    from tfcompress.distribute import get_strategy, requested_workers
+
+    workers = requested_workers(args.workers, args.worker_index)
+    if workers is None:
+        return
+    if args.devices is not None:
+        raise TfcompressError("--devices and --workers exclude each other: each worker trains on all its devices")
+    args.devices = workers
+    if getattr(args, "backup_dir", "absent") is None:
+        args.backup_dir = f"{args.output}.backup"
+    get_strategy(workers)
+
+
+def report_written(args: argparse.Namespace, message: str) -> None:
+    """Print ``message`` (what was written); a worker other than worker 0 wrote nothing and says so."""
+    from tfcompress.distribute import is_chief
+
+    print(message if is_chief(args.devices) else f"worker {args.devices.index} done; worker 0 writes {args.output}")
+
+
 def teacher_option(args: argparse.Namespace):
     """The model named by ``--teacher``, loaded, or ``None`` when the option was not given."""
     if getattr(args, "teacher", None) is None:
@@ -107,7 +157,7 @@ def _train(args: argparse.Namespace) -> None:
         force=args.force,
         limit=args.limit,
     )
-    print(f"wrote {args.output}")
+    report_written(args, f"wrote {args.output}")
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -159,11 +209,7 @@ def add_commands(subparsers) -> None:
         default="float32",
         help="mixed_bfloat16: compute in bfloat16 with float32 weights (faster on CPUs with AVX512-BF16)",
     )
-    train.add_argument(
-        "--devices",
-        type=_devices,
-        help="N devices (MirroredStrategy; N logical CPUs without a GPU) or a list like /cpu:0,/cpu:1",
-    )
+    add_device_arguments(train)
     train.add_argument(
         "--keep",
         choices=("best", "last"),

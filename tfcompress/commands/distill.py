@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from tfcompress.commands.core import (
-    _devices,
     add_data_argument,
+    add_device_arguments,
     add_output_arguments,
     add_recipe_arguments,
     recipe_options,
+    report_written,
 )
 
 
@@ -49,7 +50,7 @@ def _distill(args: argparse.Namespace) -> None:
         force=args.force,
         limit=args.limit,
     )
-    print(f"wrote {args.output}")
+    report_written(args, f"wrote {args.output}")
 
 
 def add_commands(subparsers) -> None:
@@ -78,7 +79,7 @@ def add_commands(subparsers) -> None:
         metavar="TEACHER_LAYER[:STUDENT_LAYER]",
         help="add an attention-transfer term between two layers of equal spatial size (repeatable)",
     )
-    parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
+    add_device_arguments(parser)
     parser.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
     parser.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
     add_data_argument(parser)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments, teacher_option
+from tfcompress.commands.core import (
+    add_data_argument,
+    add_device_arguments,
+    add_output_arguments,
+    report_written,
+    teacher_option,
+)
 from tfcompress.errors import TfcompressError
 
 
@@ -49,6 +55,7 @@ def _teacher(args: argparse.Namespace, model):
 
 def _factorize(args: argparse.Namespace) -> None:
     from tfcompress.convert import load_keras_model
+    from tfcompress.distribute import is_chief
     from tfcompress.fileio import atomic_output, check_output_path
     from tfcompress.lowrank import apply_plan, choose_plan, finetune, model_macs, top1_evaluator
 
@@ -92,10 +99,10 @@ def _factorize(args: argparse.Namespace) -> None:
             force=args.force,
             limit=args.limit,
         )
-    else:
+    elif is_chief(args.devices):
         with atomic_output(args.output, args.force) as tmp:
             factorized.save(tmp)
-    print(f"wrote {args.output}")
+    report_written(args, f"wrote {args.output}")
 
 
 def add_commands(subparsers) -> None:
@@ -127,7 +134,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--distill", action="store_true", help="finetune with soft targets from the input model")
     parser.add_argument("--teacher", metavar="T.keras", help="distil from this model instead (implies --distill)")
-    parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
+    add_device_arguments(parser)
     parser.add_argument("--backup-dir", help="keep resumable finetune state here")
     parser.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
     add_data_argument(parser)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from tfcompress.commands.core import _devices, add_data_argument, add_output_arguments, teacher_option
+from tfcompress.commands.core import (
+    add_data_argument,
+    add_device_arguments,
+    add_output_arguments,
+    report_written,
+    teacher_option,
+)
 from tfcompress.errors import TfcompressError
 
 
@@ -56,11 +62,15 @@ def _finetune_options(args: argparse.Namespace, model) -> dict:
     }
 
 
-def _save(model, args: argparse.Namespace) -> None:
+def _save(model, args: argparse.Namespace, message: str) -> None:
+    """Write ``model`` to ``--output`` (on worker 0 only) and print ``message``."""
+    from tfcompress.distribute import is_chief
     from tfcompress.fileio import atomic_output
 
-    with atomic_output(args.output, args.force) as tmp:
-        model.save(tmp)
+    if is_chief(args.devices):
+        with atomic_output(args.output, args.force) as tmp:
+            model.save(tmp)
+    report_written(args, message)
 
 
 def _prune(args: argparse.Namespace) -> None:
@@ -87,8 +97,9 @@ def _prune(args: argparse.Namespace) -> None:
         allocation=args.allocation,
         **_finetune_options(args, model),
     )
-    _save(pruned, args)
-    print(f"wrote {args.output} (sparsity of the pruned kernels {sparsity(pruned, only_pruned=False):.1%})")
+    _save(
+        pruned, args, f"wrote {args.output} (sparsity of the pruned kernels {sparsity(pruned, only_pruned=False):.1%})"
+    )
 
 
 def _slim(args: argparse.Namespace) -> None:
@@ -109,11 +120,12 @@ def _slim(args: argparse.Namespace) -> None:
         penalty_epochs=args.penalty_epochs,
         **_finetune_options(args, model),
     )
-    _save(thin, args)
-    print(
+    _save(
+        thin,
+        args,
         f"wrote {args.output}: removed {report.removed_channels} of {report.total_channels} BatchNorm channels "
         f"(|gamma| threshold {report.threshold:.3g}); params {report.params_before:,} -> {thin.count_params():,}, "
-        f"MACs {model_macs(model):,} -> {model_macs(thin):,}"
+        f"MACs {model_macs(model):,} -> {model_macs(thin):,}",
     )
 
 
@@ -129,11 +141,12 @@ def _share(args: argparse.Namespace) -> None:
     shared = deep_compress(model, conv_bits=args.conv_bits, dense_bits=args.dense_bits, gap_bits=gap_bits)
     if args.epochs > 0:
         shared = finetune_centroids(shared, args.data, **_finetune_options(args, model))
-    _save(shared, args)
-    print(
+    _save(
+        shared,
+        args,
         f"wrote {args.output}: {args.conv_bits}-bit convolutions, {args.dense_bits}-bit dense layers"
         + (f", centroids finetuned {args.epochs} epoch(s)" if args.epochs > 0 else "")
-        + "; `tfcompress convert` stores them Huffman-coded"
+        + "; `tfcompress convert` stores them Huffman-coded",
     )
 
 
@@ -155,7 +168,7 @@ def _common(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument(
         "--alpha", type=float, default=0.5, help="label-loss weight with --distill; 1 - alpha weighs the soft targets"
     )
-    parser.add_argument("--devices", type=_devices, help="N devices (MirroredStrategy) or a list like /cpu:0,/cpu:1")
+    add_device_arguments(parser)
     parser.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
     parser.add_argument("--limit", type=int, help="use only this many images per split (quick runs)")
     add_output_arguments(parser, ".keras")

@@ -15,7 +15,7 @@ layers (e.g. the one just product-quantized).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import keras
@@ -24,7 +24,7 @@ import numpy as np
 from tfcompress.data import load_split
 from tfcompress.distill.distiller import build_distiller
 from tfcompress.distill.pairs import LayerPairs, find_layer, matching_layer_pairs
-from tfcompress.distribute import get_strategy
+from tfcompress.distribute import DeviceRequest, get_strategy, is_chief, worker_backup_dir
 from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, check_output_path
 from tfcompress.models import build_model
@@ -75,7 +75,7 @@ def distill(
     config: DistillConfig | None = None,
     student: keras.Model | None = None,
     attention_pairs: LayerPairs | None = None,
-    devices: int | Sequence[str] | None = None,
+    devices: DeviceRequest = None,
     backup_dir: str | os.PathLike | None = None,
     force: bool = False,
     limit: int | None = None,
@@ -103,7 +103,9 @@ def distill(
             setting (see :func:`tfcompress.distill.build_distiller`).
     """
     config = config or DistillConfig()
-    check_output_path(output, force)
+    strategy = get_strategy(devices)
+    if is_chief(devices):
+        check_output_path(output, force)
     keras.utils.set_random_seed(config.seed)
     teacher_model = load_teacher(teacher)
     data_size = int(teacher_model.inputs[0].shape[1])  # the teacher sees the images at its own size
@@ -121,7 +123,6 @@ def distill(
         )
     batch_size = min(config.batch_size, len(train_set))
     steps_per_epoch = len(train_set) // batch_size
-    strategy = get_strategy(devices)
     with strategy.scope():
         if config.teacher_precision != "float32":
             teacher_model = with_precision(teacher_model, config.teacher_precision)
@@ -143,12 +144,14 @@ def distill(
         )
         distiller(keras.ops.zeros((1, data_size, data_size, 3)))  # built, for BackupAndRestore
     train_data = one_hot_dataset(train_set, batch_size, True, config.seed, config.mixup, config.cutmix)
+    backup_dir = worker_backup_dir(backup_dir, devices)
     fit_keeping_best(distiller, train_data, val_set, config.epochs, batch_size, backup_dir, verbose)
     result = distiller.student
     if trained is not student:  # the resizing shell: the student is its last layer
         result = result.layers[-1]
-    with atomic_output(output, force) as tmp:
-        result.save(tmp)
+    if is_chief(devices):
+        with atomic_output(output, force) as tmp:
+            result.save(tmp)
     return result
 
 
@@ -207,7 +210,7 @@ def finetune_layerwise(
     feature_weight: float = 1.0,
     trainable_layers: Iterable[str] | None = None,
     batch_size: int = 32,
-    devices: int | Sequence[str] | None = None,
+    devices: DeviceRequest = None,
     verbose: int | str = 0,
 ) -> keras.Model:
     """Recover a compressed ``student`` by matching it to its uncompressed ``teacher``, layer by layer.

@@ -11,12 +11,11 @@ teacher, through :func:`tfcompress.distill.distill`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import keras
 
 from tfcompress.data import load_split, make_dataset
-from tfcompress.distribute import get_strategy
+from tfcompress.distribute import DeviceRequest, get_strategy, is_chief, worker_backup_dir
 from tfcompress.fileio import atomic_output, check_output_path
 from tfcompress.training import TrainConfig, compile_for_training, fit_keeping_best
 
@@ -35,7 +34,7 @@ def finetune(
     learning_rate: float = 0.01,
     batch_size: int = 64,
     teacher: keras.Model | None = None,
-    devices: int | Sequence[str] | None = None,
+    devices: DeviceRequest = None,
     backup_dir: str | os.PathLike | None = None,
     force: bool = False,
     limit: int | None = None,
@@ -52,8 +51,8 @@ def finetune(
         learning_rate: peak learning rate of the cosine schedule.
         batch_size: global batch size.
         teacher: distil from this model (usually the unfactorized one) when given.
-        devices: see :func:`tfcompress.distribute.get_strategy`.
-        backup_dir: resumable state (``keras.callbacks.BackupAndRestore``).
+        devices: see :func:`tfcompress.distribute.get_strategy`; with workers only worker 0 writes ``output``.
+        backup_dir: resumable state (``keras.callbacks.BackupAndRestore``, one sub-folder per worker).
         force: overwrite ``output``.
         limit: use only this many images per split (quick runs, tests).
         seed: random seed.
@@ -62,7 +61,8 @@ def finetune(
     Returns:
         The finetuned model.
     """
-    check_output_path(output, force)
+    if is_chief(devices):
+        check_output_path(output, force)
     image_size = int(model.inputs[0].shape[1])
     config = TrainConfig(
         image_size=image_size,
@@ -90,19 +90,21 @@ def finetune(
         )
     import tensorflow as tf
 
+    strategy = get_strategy(devices)
     keras.utils.set_random_seed(seed)
     train_set = load_split(data_dir, "train", image_size, limit)
     val_set = load_split(data_dir, "val", image_size, limit)
     classes = len(train_set.class_names)
     batch_size = min(batch_size, len(train_set))
     steps_per_epoch = max(len(train_set) // batch_size, 1)
-    with get_strategy(devices).scope():
+    with strategy.scope():
         student = _copy_in_scope(model)
         compile_for_training(student, config, steps_per_epoch)
     train_data = make_dataset(train_set, batch_size, training=True, seed=seed).map(
         lambda x, y: (x, tf.one_hot(y, classes))
     )
-    fit_keeping_best(student, train_data, val_set, epochs, batch_size, backup_dir, verbose)
-    with atomic_output(output, force) as tmp:
-        student.save(tmp)
+    fit_keeping_best(student, train_data, val_set, epochs, batch_size, worker_backup_dir(backup_dir, devices), verbose)
+    if is_chief(devices):
+        with atomic_output(output, force) as tmp:
+            student.save(tmp)
     return student

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import keras
 
 from tfcompress.data import list_split, load_split, resolve_data_dir
-from tfcompress.distribute import get_strategy
+from tfcompress.distribute import DeviceRequest, get_strategy, worker_backup_dir
 from tfcompress.training import TrainConfig, ValidationAccuracy, make_optimizer, one_hot_dataset
 
 
@@ -50,7 +50,7 @@ def finetune(
     config: FinetuneConfig | None = None,
     callbacks: Sequence[Callable[[keras.Model], keras.callbacks.Callback]] = (),
     teacher: keras.Model | None = None,
-    devices: int | Sequence[str] | None = None,
+    devices: DeviceRequest = None,
     backup_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     verbose: int | str = "auto",
@@ -65,12 +65,14 @@ def finetune(
             ``lambda m: PruningCallback(model=m)``), called after the model is built.
         teacher: distil from this model's logits when given.
         devices: see :func:`tfcompress.distribute.get_strategy`.
-        backup_dir: resumable state (``keras.callbacks.BackupAndRestore``).
+        backup_dir: resumable state (``keras.callbacks.BackupAndRestore``; one sub-folder per
+            worker, :func:`tfcompress.distribute.worker_backup_dir`).
 
     Returns:
         The trained model (still carrying its pruning constraints, if any).
     """
     config = config or FinetuneConfig()
+    strategy = get_strategy(devices)
     keras.utils.set_random_seed(config.seed)
     train_set = load_split(data_dir, "train", image_size, limit)
     val_set = load_split(data_dir, "val", image_size, limit)
@@ -86,7 +88,6 @@ def finetune(
         seed=config.seed,
     )
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
-    strategy = get_strategy(devices)
     with strategy.scope():
         model = make_model()
         trainer = model
@@ -103,6 +104,7 @@ def finetune(
     data = one_hot_dataset(train_set, batch_size, True, config.seed)
     validation = ValidationAccuracy(val_set.images, val_set.labels, batch_size)
     all_callbacks: list[keras.callbacks.Callback] = []
+    backup_dir = worker_backup_dir(backup_dir, devices)
     if backup_dir is not None:  # first: it restores weights and the step before the masks are recomputed
         all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     all_callbacks += [make(model) for make in callbacks]
