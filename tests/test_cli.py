@@ -48,7 +48,7 @@ def test_corrupt_keras_file(tmp_path):
     corrupt = tmp_path / "broken.keras"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     result = run_cli("convert", str(corrupt), "-o", str(tmp_path / "out.tflite"))
-    assert_one_line_error(result, "broken.keras could not be loaded")
+    assert_one_line_error(result, "broken.keras is not a complete .keras file: 21 bytes of a zip archive")
 
 
 def test_corrupt_tflite_in_eval(tmp_path, image_folder):
