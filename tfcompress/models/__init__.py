@@ -1,4 +1,5 @@
-"""The model zoo: small classifiers for 96-128 px images, built by name.
+"""The model zoo: small classifiers for 96-128 px images, built by name (EfficientNet-Lite0 with
+optional ImageNet weights).
 
 >>> from tfcompress.models import build_model
 >>> model = build_model("resnet8", num_classes=5, image_size=64, width=8)
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import keras
 
 from tfcompress.errors import TfcompressError
+from tfcompress.models.efficientnet_lite import efficientnet_lite0
 from tfcompress.models.mobilenet_v2 import mobilenet_v2
 from tfcompress.models.resnet import resnet
 from tfcompress.models.vgg import vgg
@@ -21,7 +23,12 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "resnet18": lambda **kw: resnet("resnet18", **kw),
     "mobilenet_v2": mobilenet_v2,
     "vgg": vgg,
+    "efficientnet_lite0": efficientnet_lite0,
 }
+
+
+#: Zoo models with pretrained (ImageNet) weights: ``build_model(name, ..., weights="imagenet")``.
+PRETRAINED_MODELS = ("efficientnet_lite0",)
 
 
 def available_models() -> list[str]:
@@ -51,4 +58,13 @@ def build_model(name: str, num_classes: int, image_size: int = 96, **kwargs) -> 
     return _BUILDERS[name](num_classes=num_classes, image_size=image_size, **kwargs)
 
 
-__all__ = ["available_models", "build_model", "mobilenet_v2", "register_model", "resnet", "vgg"]
+__all__ = [
+    "PRETRAINED_MODELS",
+    "available_models",
+    "build_model",
+    "efficientnet_lite0",
+    "mobilenet_v2",
+    "register_model",
+    "resnet",
+    "vgg",
+]
