@@ -10,7 +10,7 @@ budget searches (``--target-bytes 400000 --max-drop 1``, ``--target-speedup 3 --
 which reuse the recipes' stages where their settings match. Resumable: a recipe whose JSON
 exists is read, not rerun (``--force`` reruns all).
 
-Writes ``benchmarks/results/compress_<dataset>.md`` (+ ``.json`` and ``.png``): per recipe the
+Writes ``benchmarks/results/compress_<dataset>[_epochs<N>].md`` (+ ``.json`` and ``.png``): per recipe the
 command, minutes of compute (all its stages, shared ones included), bytes, top-1 on the test
 split through the runtime against the input model, and batch-1 latency at 1 and 2 threads
 (median of interleaved rounds with the input model, so ratios compare like with like).
@@ -191,6 +191,7 @@ def main() -> None:
     from tfcompress.machine import this_cpu
 
     suffix = "" if args.dataset == "flowers5" else f"_{args.dataset}"
+    suffix += f"_epochs{args.epochs}" if args.epochs is not None else ""
     work = args.work or ROOT / f"models/.work/compress{suffix}"
     files, logs = work / "out", work / "logs"
     files.mkdir(parents=True, exist_ok=True)
@@ -232,7 +233,7 @@ def main() -> None:
     if args.remeasure_rounds and rows:
         remeasure(rows, files, model, data, args.remeasure_rounds)
     environment = f"{time.strftime('%Y-%m-%d')}, {this_cpu()}, {os.cpu_count()} CPUs"
-    stem = RESULTS / f"compress_{args.dataset}"
+    stem = RESULTS / (f"compress_{args.dataset}" + (f"_epochs{args.epochs}" if args.epochs is not None else ""))
     (stem.with_suffix(".json")).write_text(json.dumps({"rows": rows, "budgets": budgets, "environment": environment},
                                                       indent=1))  # fmt: skip
     stem.with_suffix(".md").write_text(markdown(args.dataset, rows, budgets, environment))

@@ -42,6 +42,9 @@ METHODS = {
     "flowers_slim": "Network Slimming channel pruning (Liu et al. 2017)",
     "flowers_lowrank": "Tucker-2 / SVD factorization, distilled finetune",
     "flowers_binary": "Bi-Real-style binary ResNet-18 (Liu et al. 2018)",
+    "flowers_slim_pq": "`tfcompress compress --recipe slim+pq`: Network Slimming, then product quantization",
+    "flowers_slim_dc": "`tfcompress compress --recipe slim+dc`: Network Slimming, then Deep Compression (the "
+    "`--target-bytes 400000 --max-drop 1` search's choice)",
     "flowers_student": "ResNet-8 (width 16) student trained from scratch",
     "flowers_student_kd": "ResNet-8 (width 16) student distilled from the teacher (Hinton et al. 2015)",
 }

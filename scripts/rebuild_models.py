@@ -99,6 +99,14 @@ STEPS: tuple[Step, ...] = (
         writes_card=True,
         compress=True,
     ),
+    Step(
+        "slim_dc",
+        ("flowers_slim_dc.keras", "flowers_slim_dc.tflite"),
+        ("float",),
+        cards=("flowers_slim_dc",),
+        writes_card=True,
+        compress=True,
+    ),
     Step("binary", ("flowers_binary.keras",), (), "train_flowers_binary.py", ("flowers_binary",)),
     Step(
         "binary_tflite",

@@ -89,7 +89,7 @@ def test_an_interrupted_run_resumes_to_the_same_file(tiny, monkeypatch, capsys):
     capsys.readouterr()
     assert run_compress(root, data, "slim+dc", "resumed", *resumed) == 0
     printed = capsys.readouterr().out
-    assert "[stage 1/3] slim(epochs=1, penalty_epochs=1): done in an earlier run, reused" in printed
+    assert "[stage 1/3] slim(penalty_epochs=1, epochs=1): done in an earlier run, reused" in printed
     assert "[stage 2/3] prune(epochs=1): done in an earlier run, reused" in printed
     assert run_compress(root, data, "slim+dc", "fresh", "--work", str(root / "fresh.work")) == 0
 

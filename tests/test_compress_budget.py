@@ -110,8 +110,26 @@ def test_budget_mode_end_to_end_on_a_tiny_model(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     build_model("resnet8", num_classes=3, image_size=24, width=4).save(tmp_path / "in.keras")
     out = tmp_path / "small.tflite"
-    args = ["compress", str(tmp_path / "in.keras"), "--data", str(data), "-o", str(out), "--candidates", "int8,pq",
-            "--target-bytes", "20000", "--max-drop", "100", "--epochs", "1", "--latency-rounds", "1"]  # fmt: skip
+    args = [
+        "compress",
+        str(tmp_path / "in.keras"),
+        "--data",
+        str(data),
+        "-o",
+        str(out),
+        "--candidates",
+        "int8,pq",
+        "--target-bytes",
+        "20000",
+        "--max-drop",
+        "100",
+        "--epochs",
+        "1",
+        "--latency-rounds",
+        "1",
+        "--work",
+        str(tmp_path / "work"),
+    ]  # fmt: skip  (one work folder: the second search reuses the probes)
     assert main(args) == 0
     report = json.loads((tmp_path / "small.budget.json").read_text())
     assert [c["name"] for c in report["candidates"]] == ["int8", "pq"]

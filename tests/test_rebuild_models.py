@@ -54,6 +54,8 @@ CARDS = {
     "flowers_binary": "Made by `python scripts/train_flowers_binary.py`\n",
     "flowers_slim_pq": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+pq -o "
     "models/flowers_slim_pq.tflite --force`\n",
+    "flowers_slim_dc": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+dc -o "
+    "models/flowers_slim_dc.tflite`\n",
     "flowers_student": "```\npython scripts/train_flowers_students.py --runs scratch --seeds 0\n"
     "python scripts/train_flowers_students.py --runs kd --seeds 0\n"
     "python scripts/train_flowers_students.py --runs none --ship\n```\n",
@@ -78,7 +80,8 @@ def fake_repo(tmp_path: Path) -> Path:
         outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    for done in ("flowers_binary.keras", "flowers_binary.tflite", "flowers_slim_pq.keras", "flowers_slim_pq.tflite"):
+    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc")
+    for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
 

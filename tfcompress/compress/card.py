@@ -39,7 +39,8 @@ def measurement_table(result, input_path: str | os.PathLike) -> list[str]:
     for threads in out.latency_ms:
         before, after = base.latency_ms[threads], out.latency_ms[threads]
         speed_change = _ratio(before, after, "faster", "slower")
-        rows.append(f"| latency, {threads} thread(s), median ms | {before:.2f} | {after:.2f} | {speed_change} |")
+        label = f"latency at {threads} thread{'s' if threads > 1 else ''}, median ms"
+        rows.append(f"| {label} | {before:.2f} | {after:.2f} | {speed_change} |")
     return rows
 
 
@@ -59,8 +60,9 @@ def card_text(result, input_path: str | os.PathLike) -> str:
         + ".",
         "",
         f"Made by: `{result.command}`" if result.command else "Made by the Python API (tfcompress.compress).",
-        f"({result.seconds / 60:.1f} min on {os.cpu_count()} CPU cores of {this_cpu()}, "
-        f"{time.strftime('%Y-%m-%d')}; stages found in the work folder are reused, not re-run.)",
+        f"(stages: {sum(r.seconds for r in result.stages) / 60:.1f} min of compute in all; this invocation "
+        f"{result.seconds / 60:.1f} min, reusing the stages an earlier run left in the work folder; "
+        f"{os.cpu_count()} CPU cores of {this_cpu()}, {time.strftime('%Y-%m-%d')}.)",
         "",
         "Custom ops: " + (", ".join(f"`{op}`" for op in ops) + " (need `libtfcompress_ops.so`)" if ops else "none"),
         "",
