@@ -86,7 +86,7 @@ def recipe_row(recipe: str, result: dict) -> dict:
     base, out = result["measurements"]["input"], result["measurements"]["output"]
     return {
         "recipe": recipe,
-        "command": result["command"],
+        "command": result["command"].replace(f"{ROOT}/", ""),
         "minutes": round(sum(stage["seconds"] for stage in result["stages"]) / 60, 1),
         "bytes": out["bytes"],
         "input_bytes": base["bytes"],
@@ -139,13 +139,13 @@ def markdown(dataset: str, rows: list[dict], budgets: dict, environment: str) ->
         base = rows[0]
         lines.append(
             f"| input (float) | {base['input_bytes']:,} | 1.0 | {100 * base['input_top1']:.2f}% | - | "
-            f"{base['input_latency_1t']:.2f} | 1.00 | {base['input_latency_2t']:.2f} | 1.00 | - | - |"
+            f"{base['input_latency_1t']:.3f} | 1.00 | {base['input_latency_2t']:.3f} | 1.00 | - | - |"
         )
     for r in rows:
         lines.append(
             f"| `{r['recipe']}` | {r['bytes']:,} | {r['input_bytes'] / r['bytes']:.1f} | {100 * r['top1']:.2f}% | "
-            f"{100 * (r['top1'] - r['input_top1']):+.2f} | {r['latency_1t']:.2f} | "
-            f"{r['input_latency_1t'] / r['latency_1t']:.2f} | {r['latency_2t']:.2f} | "
+            f"{100 * (r['top1'] - r['input_top1']):+.2f} | {r['latency_1t']:.3f} | "
+            f"{r['input_latency_1t'] / r['latency_1t']:.2f} | {r['latency_2t']:.3f} | "
             f"{r['input_latency_2t'] / r['latency_2t']:.2f} | {r['minutes']} | `{r['command']}` |"
         )
     for name, budget in budgets.items():
@@ -226,8 +226,9 @@ def main() -> None:
             run_logged(command, logs / f"budget_{name}.log")
         report = json.loads(report_file.read_text())
         table = out.with_name(out.stem + ".budget.md")
-        budgets[name] = {"command": shlex.join(["tfcompress", *command[1:]]), "verdict": report["verdict"],
-                         "table": str(table), "report": report}  # fmt: skip
+        shown = shlex.join(["tfcompress", *command[1:]]).replace(f"{ROOT}/", "")
+        budgets[name] = {"command": shown, "verdict": report["verdict"], "table": str(table.relative_to(ROOT)),
+                         "report": report}  # fmt: skip
         if report["chosen"] and result_file.is_file():
             budgets[name]["result"] = recipe_row(report["chosen"], json.loads(result_file.read_text()))
     if args.remeasure_rounds and rows:

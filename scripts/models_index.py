@@ -42,6 +42,7 @@ METHODS = {
     "flowers_slim": "Network Slimming channel pruning (Liu et al. 2017)",
     "flowers_lowrank": "Tucker-2 / SVD factorization, distilled finetune",
     "flowers_binary": "Bi-Real-style binary ResNet-18 (Liu et al. 2018)",
+    "flowers_effnet_lite0": "EfficientNet-Lite0 from ImageNet weights, fine-tuned (LP-FT); not compressed",
     "flowers_slim_pq": "`tfcompress compress --recipe slim+pq`: Network Slimming, then product quantization",
     "flowers_slim_dc": "`tfcompress compress --recipe slim+dc`: Network Slimming, then Deep Compression (the "
     "`--target-bytes 400000 --max-drop 1` search's choice)",

@@ -107,6 +107,24 @@ STEPS: tuple[Step, ...] = (
         writes_card=True,
         compress=True,
     ),
+    Step(
+        "effnet_lite0",
+        ("flowers_effnet_lite0.keras",),
+        fixed=(
+            *("-m", "tfcompress.cli", "train", "--model", "efficientnet_lite0", "--pretrained", "--image-size", "128"),
+            *("--epochs", "6", "--warmup-epochs", "0", "--learning-rate", "1e-4", "--precision", "mixed_bfloat16"),
+            *("--backup-dir", "models/.work/effnet_ft6_backup", "-o", "models/flowers_effnet_lite0.keras"),
+        ),
+    ),
+    Step(
+        "effnet_lite0_tflite",
+        ("flowers_effnet_lite0.tflite",),
+        ("effnet_lite0",),
+        fixed=(
+            *("-m", "tfcompress.cli", "convert", "models/flowers_effnet_lite0.keras"),
+            *("-o", "models/flowers_effnet_lite0.tflite"),
+        ),
+    ),
     Step("binary", ("flowers_binary.keras",), (), "train_flowers_binary.py", ("flowers_binary",)),
     Step(
         "binary_tflite",

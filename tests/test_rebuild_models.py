@@ -80,7 +80,7 @@ def fake_repo(tmp_path: Path) -> Path:
         outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc")
+    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0")
     for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
