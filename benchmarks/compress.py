@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -206,6 +207,7 @@ def main() -> None:
             run_logged([tfcompress, "train", "--model", "resnet8", "--width", "16", "--image-size", "32", "--epochs",
                         "30", *data, "-o", str(model)], logs / "train.log")  # fmt: skip
     epochs = ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    stem_name = f"compress_{args.dataset}" + (f"_epochs{args.epochs}" if args.epochs is not None else "")
     common = [*data, "--work", str(work), *epochs]
     rows = []
     for recipe in [r for r in args.recipes.split(",") if r]:
@@ -225,7 +227,9 @@ def main() -> None:
         if args.force or not report_file.is_file():
             run_logged(command, logs / f"budget_{name}.log")
         report = json.loads(report_file.read_text())
-        table = out.with_name(out.stem + ".budget.md")
+        table = RESULTS / f"{stem_name}_budget_{name}.md"  # the search's table and plot, kept with the results
+        for suffix in ("md", "png"):
+            shutil.copyfile(out.with_name(f"{out.stem}.budget.{suffix}"), table.with_suffix(f".{suffix}"))
         shown = shlex.join(["tfcompress", *command[1:]]).replace(f"{ROOT}/", "")
         budgets[name] = {"command": shown, "verdict": report["verdict"], "table": str(table.relative_to(ROOT)),
                          "report": report}  # fmt: skip
@@ -234,7 +238,7 @@ def main() -> None:
     if args.remeasure_rounds and rows:
         remeasure(rows, files, model, data, args.remeasure_rounds)
     environment = f"{time.strftime('%Y-%m-%d')}, {this_cpu()}, {os.cpu_count()} CPUs"
-    stem = RESULTS / (f"compress_{args.dataset}" + (f"_epochs{args.epochs}" if args.epochs is not None else ""))
+    stem = RESULTS / stem_name
     (stem.with_suffix(".json")).write_text(json.dumps({"rows": rows, "budgets": budgets, "environment": environment},
                                                       indent=1))  # fmt: skip
     stem.with_suffix(".md").write_text(markdown(args.dataset, rows, budgets, environment))
