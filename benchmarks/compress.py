@@ -178,6 +178,11 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipes to run")
     parser.add_argument("--budgets", default=",".join(BUDGETS), help=f"budget searches to run ({', '.join(BUDGETS)})")
     parser.add_argument("--epochs", type=int, help="finetuning epochs of every stage (default: each stage's own)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="flowers5 input model (default: models/flowers_float.keras; another one names the results after it)",
+    )
     parser.add_argument("--work", type=Path, help="shared work folder (default: models/.work/compress[_DATASET])")
     parser.add_argument("--force", action="store_true", help="rerun recipes whose results exist")
     parser.add_argument(
@@ -192,13 +197,17 @@ def main() -> None:
     from tfcompress.machine import this_cpu
 
     suffix = "" if args.dataset == "flowers5" else f"_{args.dataset}"
+    if args.model is not None:
+        if args.dataset != "flowers5":
+            parser.error("--model applies to --dataset flowers5 (digits trains its own model)")
+        suffix += "_" + args.model.stem.removeprefix("flowers_")
     suffix += f"_epochs{args.epochs}" if args.epochs is not None else ""
     work = args.work or ROOT / f"models/.work/compress{suffix}"
     files, logs = work / "out", work / "logs"
     files.mkdir(parents=True, exist_ok=True)
     tfcompress = str(Path(sys.executable).with_name("tfcompress"))
     data: list[str] = []
-    model = ROOT / "models/flowers_float.keras"
+    model = args.model.resolve() if args.model else ROOT / "models/flowers_float.keras"
     if args.dataset == "digits":
         folder = make_digits_folder(work / "digits")
         data = ["--data", str(folder)]
@@ -207,7 +216,7 @@ def main() -> None:
             run_logged([tfcompress, "train", "--model", "resnet8", "--width", "16", "--image-size", "32", "--epochs",
                         "30", *data, "-o", str(model)], logs / "train.log")  # fmt: skip
     epochs = ["--epochs", str(args.epochs)] if args.epochs is not None else []
-    stem_name = f"compress_{args.dataset}" + (f"_epochs{args.epochs}" if args.epochs is not None else "")
+    stem_name = f"compress_{args.dataset}" + suffix.removeprefix(f"_{args.dataset}")
     common = [*data, "--work", str(work), *epochs]
     rows = []
     for recipe in [r for r in args.recipes.split(",") if r]:
@@ -241,7 +250,7 @@ def main() -> None:
     stem = RESULTS / stem_name
     (stem.with_suffix(".json")).write_text(json.dumps({"rows": rows, "budgets": budgets, "environment": environment},
                                                       indent=1))  # fmt: skip
-    stem.with_suffix(".md").write_text(markdown(args.dataset, rows, budgets, environment))
+    stem.with_suffix(".md").write_text(markdown(f"{args.dataset} (input: {model.name})", rows, budgets, environment))
     if rows:
         plot(rows, stem.with_suffix(".png"))
     print(stem.with_suffix(".md").read_text())

@@ -69,3 +69,95 @@ def test_killed_worker_resumes_from_the_last_epoch(tmp_path):
     model = load_keras_model(tmp_path / "model.keras")
     assert model.outputs[0].shape[-1] == 3
     assert not (tmp_path / "backup" / "worker-0").exists()  # a finished run removes its backup
+
+
+def _tfcompress(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tfcompress.cli", *args]
+
+
+def _run_together(commands: list[list[str]], timeout: float = 300) -> list[str]:
+    """Run ``commands`` at once; return their outputs (each must exit 0)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "env": env}
+    procs = [subprocess.Popen(command, **pipe) for command in commands]
+    outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+    return outputs
+
+
+def _trainable(path: Path) -> list[np.ndarray]:
+    from tfcompress.convert import load_keras_model
+
+    return [np.asarray(w) for w in load_keras_model(path).trainable_weights]
+
+
+def _worker_options(addresses: str, index: int) -> list[str]:
+    return ["--workers", addresses, "--worker-index", str(index)]
+
+
+@pytest.fixture(scope="module")
+def teacher_and_data(tmp_path_factory):
+    import keras
+
+    from tfcompress.models import build_model
+
+    root = tmp_path_factory.mktemp("multiworker")
+    data = make_image_folder(root / "data", classes=3, per_class=14)
+    keras.utils.set_random_seed(0)
+    build_model("resnet8", num_classes=3, image_size=24, width=4).save(root / "teacher.keras")
+    return root, data
+
+
+def test_distill_on_two_workers_writes_one_student(teacher_and_data, tmp_path):
+    """Both workers report the same (global) losses every epoch; worker 0 alone writes the student."""
+    import re
+
+    root, data = teacher_and_data
+    addresses = multiworker.free_addresses(2)
+    command = ["distill", "--teacher", str(root / "teacher.keras"), "--student", "resnet8", "--width", "4",
+               "--image-size", "24", "--epochs", "2", "--batch-size", "8", "--data", str(data),
+               "-o", str(tmp_path / "student.keras")]  # fmt: skip
+    outputs = _run_together([_tfcompress(*command, *_worker_options(addresses, i)) for i in (0, 1)])
+    losses = [re.findall(r" loss: ([0-9.]+)", output) for output in outputs]
+    assert len(losses[0]) >= 2 and losses[0] == losses[1]
+    assert "worker 1 done; worker 0 writes" in outputs[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.keras"]  # and no backup left behind
+    assert _trainable(tmp_path / "student.keras")[-1].shape == (3,)
+
+
+def test_compress_on_two_workers_trains_every_stage_together_and_worker_0_writes(teacher_and_data, tmp_path):
+    """slim -> prune -> share, each finetune on two workers: the workers' stage results are equal, one set of files."""
+    root, data = teacher_and_data
+    addresses = multiworker.free_addresses(2)
+    output, work = tmp_path / "small.tflite", tmp_path / "work"
+    command = ["compress", str(root / "teacher.keras"), "--recipe", "slim+dc", "--data", str(data),
+               "-o", str(output), "--work", str(work), "--epochs", "1", "--set", "slim.penalty_epochs=1",
+               "--latency-rounds", "1"]  # fmt: skip
+    outputs = _run_together([_tfcompress(*command, *_worker_options(addresses, i)) for i in (0, 1)])
+    assert f"wrote {output}" in outputs[0] and f"worker 0 writes {output}" in outputs[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.keras", "small.md", "small.tflite", "work"]
+    stages = sorted(p.name for p in work.iterdir() if p.name[0].isdigit())
+    assert [name.split("-")[1] for name in stages] == ["slim", "prune", "share"]
+    assert sorted(p.name for p in (work / "worker-1").iterdir() if p.name[0].isdigit()) == stages
+    for stage in stages:  # synchronous training: the same weights on both workers after every stage
+        chief, other = _trainable(work / stage / "model.keras"), _trainable(work / "worker-1" / stage / "model.keras")
+        for got, expected in zip(other, chief, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    from tfcompress.evaluate import TFLiteClassifier
+
+    assert TFLiteClassifier(output).predict(np.zeros((1, 24, 24, 3), np.float32)).shape == (1, 3)
+
+
+def test_a_budget_search_refuses_workers(teacher_and_data, capsys):
+    from tfcompress.cli import main
+
+    root, data = teacher_and_data
+    args = ["compress", str(root / "teacher.keras"), "--data", str(data), "-o", str(root / "b.tflite"),
+            "--target-bytes", "1000", "--max-drop", "1", "--workers", "localhost:1,localhost:2",
+            "--worker-index", "1"]  # fmt: skip
+    assert main(args) == 2
+    assert "use --workers with --recipe" in capsys.readouterr().err

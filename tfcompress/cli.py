@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = ["tfcompress", *(sys.argv[1:] if argv is None else argv)]  # recorded in model cards
     try:
+        if hasattr(args, "check_options"):  # a mistake is reported before any cluster is joined
+            args.check_options(args)
         if hasattr(args, "workers"):  # before the handler runs any TensorFlow op
             from tfcompress.commands.core import start_workers
 

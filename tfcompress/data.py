@@ -225,32 +225,42 @@ def load_split(
     )
 
 
-def augment_batch(images):
+def augment_batch(images, seed=None):
     """Training augmentation on a float batch in [0, 255]: random-resized crop, flip, colour.
 
     Random-resized crop (Szegedy et al. 2015, "Going deeper with convolutions"): a box
     covering 25-100% of the image area with aspect ratio in [3/4, 4/3] is cropped and
     resized back to the input size; then a horizontal flip with probability 1/2 and a
     brightness/contrast/saturation jitter of up to 20%.
+
+    With ``seed`` (a shape-[2] integer tensor) every draw is stateless, a function of the seed
+    alone: the same batch gets the same augmentation in any process, on any worker, and in a
+    resumed run (:func:`make_dataset` gives each batch its own seed).
     """
     import tensorflow as tf
 
+    def uniform(shape, low: float, high: float, draw: int):
+        if seed is None:
+            return tf.random.uniform(shape, low, high)
+        key = tf.random.experimental.stateless_fold_in(seed, draw)
+        return tf.random.stateless_uniform(shape, key, low, high)
+
     batch = tf.shape(images)[0]
     size = tf.shape(images)[1:3]
-    area = tf.random.uniform([batch], 0.25, 1.0)
-    log_ratio = tf.random.uniform([batch], np.log(3 / 4), np.log(4 / 3))
+    area = uniform([batch], 0.25, 1.0, 0)
+    log_ratio = uniform([batch], np.log(3 / 4), np.log(4 / 3), 1)
     ratio = tf.exp(log_ratio)
     height = tf.minimum(tf.sqrt(area / ratio), 1.0)
     width = tf.minimum(tf.sqrt(area * ratio), 1.0)
-    top = tf.random.uniform([batch]) * (1.0 - height)
-    left = tf.random.uniform([batch]) * (1.0 - width)
+    top = uniform([batch], 0.0, 1.0, 2) * (1.0 - height)
+    left = uniform([batch], 0.0, 1.0, 3) * (1.0 - width)
     boxes = tf.stack([top, left, top + height, left + width], axis=1)
     images = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
-    flip = tf.random.uniform([batch, 1, 1, 1]) < 0.5
+    flip = uniform([batch, 1, 1, 1], 0.0, 1.0, 4) < 0.5
     images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    brightness = tf.random.uniform([batch, 1, 1, 1], 0.8, 1.2)
-    contrast = tf.random.uniform([batch, 1, 1, 1], 0.8, 1.2)
-    saturation = tf.random.uniform([batch, 1, 1, 1], 0.8, 1.2)
+    brightness = uniform([batch, 1, 1, 1], 0.8, 1.2, 5)
+    contrast = uniform([batch, 1, 1, 1], 0.8, 1.2, 6)
+    saturation = uniform([batch, 1, 1, 1], 0.8, 1.2, 7)
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
     images = (images - mean) * contrast + mean
     gray = tf.reduce_mean(images, axis=3, keepdims=True)
@@ -262,8 +272,8 @@ def augment_batch(images):
 def make_dataset(image_set: ImageSet, batch_size: int, training: bool = False, seed: int = 0):
     """A ``tf.data.Dataset`` of ``(float32 images in [0, 255], int32 labels)`` batches.
 
-    With ``training`` the data are shuffled every epoch and augmented
-    (:func:`augment_batch`); otherwise they are served in order, unchanged. Under
+    With ``training`` the data are shuffled every epoch and augmented (:func:`augment_batch`,
+    seeded per batch); otherwise they are served in order, unchanged. Under
     ``MultiWorkerMirroredStrategy`` each worker keeps its own part of every batch (auto-sharding
     by ``DATA``: the images are in memory, there are no files to split): the workers see the
     batches a single process would see, split between them.
@@ -278,6 +288,9 @@ def make_dataset(image_set: ImageSet, batch_size: int, training: bool = False, s
         dataset = dataset.shuffle(len(image_set), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if training:
-        dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training:  # one stateless seed per batch, new every epoch, the same in every process
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, key: (augment_batch(batch[0], key), batch[1]), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -156,11 +156,16 @@ def _multi_worker_strategy(workers: Workers):
     if key not in _STRATEGIES:
         if any(k[0] == "workers" for k in _STRATEGIES):
             raise TfcompressError("this process already joined another multi-worker cluster")
+        previous = os.environ.get("TF_CONFIG")
         os.environ["TF_CONFIG"] = workers.tf_config()
         try:
             _STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy()
             _let_keras_fit_on_workers()
         except RuntimeError as error:
+            if previous is None:  # this process did not join: leave its environment as it was
+                os.environ.pop("TF_CONFIG", None)
+            else:
+                os.environ["TF_CONFIG"] = previous
             raise TfcompressError(
                 "start the multi-worker strategy (tfcompress.distribute.get_strategy(Workers(...))) before "
                 f"TensorFlow runs anything: {error}"

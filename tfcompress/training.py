@@ -15,6 +15,7 @@ Training resumes from ``backup_dir`` after an interruption, and runs under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -384,9 +385,18 @@ def fit_keeping_best(
         if backup_dir is not None:
             callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
         model.fit(train_data, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+        if backup_dir is not None:
+            remove_empty_worker_parent(Path(backup_dir))
         if keep == "best" and best_path.exists():  # absent only when a resumed run had no epoch left
             model.load_weights(best_path)
     return model
+
+
+def remove_empty_worker_parent(backup_dir: Path) -> None:
+    """After a finished run (``BackupAndRestore`` removed its folder), remove ``OUT.backup`` once no worker uses it."""
+    if backup_dir.name.startswith("worker-") and not backup_dir.exists():
+        with contextlib.suppress(OSError):  # not empty: another worker still trains
+            backup_dir.parent.rmdir()  # the last worker to finish removes it
 
 
 def save_for_inference(model: keras.Model, output: str | os.PathLike, force: bool = False) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
 from tfcompress.commands.core import (
@@ -50,11 +51,25 @@ def _compress(args: argparse.Namespace) -> None:
     if args.recipe is None:
         raise TfcompressError("give --recipe R (see --list-recipes), or a budget: --target-bytes / --target-speedup")
     from tfcompress.compress import compress, load_recipe, with_overrides
+    from tfcompress.distribute import is_chief
 
     recipe = with_overrides(load_recipe(args.recipe), args.set or (), args.epochs)
     print(f"recipe {recipe.describe()}", flush=True)
     result = compress(args.model, args.output, recipe, **_run_options(args, command))
-    _print_result(result)
+    if is_chief(args.devices):
+        _print_result(result)
+    else:
+        print(f"worker {args.devices.index} done: {result.tflite_bytes:,} bytes; worker 0 writes {args.output}")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Mistakes found from the options alone, before a worker joins its cluster."""
+    budget_mode = args.target_bytes is not None or args.target_speedup is not None
+    if budget_mode and (args.workers is not None or os.environ.get("TF_CONFIG")):
+        raise TfcompressError(
+            "a budget search runs on one machine (its choices follow latencies measured where it runs); "
+            "use --workers with --recipe"
+        )
 
 
 def _run_options(args: argparse.Namespace, command: str) -> dict:
@@ -159,4 +174,4 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     parser.add_argument("--latency-rounds", type=positive_int, default=7, help="interleaved latency rounds")
     parser.add_argument("--list-recipes", action="store_true", help="print the recipes and stage options, then exit")
-    parser.set_defaults(handler=_compress)
+    parser.set_defaults(handler=_compress, check_options=_check_options)

@@ -232,7 +232,10 @@ def compress(
         data_dir: the image folder the model was trained on (its train / val / test splits).
         work: the resumable state (default ``OUT.work`` beside the output).
         force: replace existing outputs.
-        devices: ``MirroredStrategy`` devices for the finetunes.
+        devices: ``MirroredStrategy`` devices for the finetunes, or
+            :class:`tfcompress.distribute.Workers`: every worker runs the same command and
+            trains the stages with the others; only worker 0 measures and writes the outputs
+            (the others keep their stage checkpoints in ``work/worker-I``).
         limit: images per split (quick runs).
         seed: random seed of every stage.
         verbose: Keras verbosity.
@@ -249,6 +252,7 @@ def compress(
     """
     from tfcompress.compress.card import write_card
     from tfcompress.convert import load_keras_model
+    from tfcompress.distribute import is_chief
     from tfcompress.fileio import atomic_output, check_output_path, write_bytes_atomic, write_text_atomic
 
     start = time.perf_counter()
@@ -256,19 +260,26 @@ def compress(
     if output.suffix != ".tflite":
         raise TfcompressError(f"the output must be a .tflite file name, got {output}")
     keras_path, card_path = output.with_suffix(".keras"), output.with_suffix(".md")
-    for path in (output, keras_path, card_path, *([json_path] if json_path else [])):
-        check_output_path(path, force)
+    chief = is_chief(devices)
+    if chief:
+        for path in (output, keras_path, card_path, *([json_path] if json_path else [])):
+            check_output_path(path, force)
     model = load_keras_model(input_path)
     check_classes(model, data_dir)
     input_sha = file_sha256(input_path)
     teacher, state_sha = load_teacher(teacher_path, input_sha)
     work = Path(work) if work is not None else default_work_dir(output)
+    if not chief:  # its own stage checkpoints: workers on one machine must not write over each other
+        work = work / f"worker-{devices.index}"
     work.mkdir(parents=True, exist_ok=True)
     compressed, records = run_stages(model, recipe, work, state_sha, data_dir, teacher, devices, limit, seed, verbose)
     print("converting ...", flush=True)
     data = convert_result(compressed, recipe, data_dir, limit)
     staged = write_bytes_atomic(work / f"output-{recipe_key(recipe)}.tflite", data, force=True)
     result = CompressResult(recipe, output, keras_path, records, len(data), command=command)
+    if not chief:  # the training was the cluster's; measuring and writing the outputs is worker 0's
+        result.seconds = time.perf_counter() - start
+        return result
     if measure:
         from tfcompress.compress.measure import measure_files
 
