@@ -125,6 +125,14 @@ STEPS: tuple[Step, ...] = (
             *("-o", "models/flowers_effnet_lite0.tflite"),
         ),
     ),
+    Step(  # also writes flowers_effnet_lite0_int8.keras, a copy of the input (not shipped)
+        "effnet_lite0_int8",
+        ("flowers_effnet_lite0_int8.tflite",),
+        ("effnet_lite0",),
+        cards=("flowers_effnet_lite0_int8",),
+        writes_card=True,
+        compress=True,
+    ),
     Step("binary", ("flowers_binary.keras",), (), "train_flowers_binary.py", ("flowers_binary",)),
     Step(
         "binary_tflite",

@@ -56,6 +56,8 @@ CARDS = {
     "models/flowers_slim_pq.tflite --force`\n",
     "flowers_slim_dc": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+dc -o "
     "models/flowers_slim_dc.tflite`\n",
+    "flowers_effnet_lite0_int8": "Made by: `tfcompress compress models/flowers_effnet_lite0.keras --recipe int8 -o "
+    "models/flowers_effnet_lite0_int8.tflite`\n",
     "flowers_student": "```\npython scripts/train_flowers_students.py --runs scratch --seeds 0\n"
     "python scripts/train_flowers_students.py --runs kd --seeds 0\n"
     "python scripts/train_flowers_students.py --runs none --ship\n```\n",
@@ -80,7 +82,7 @@ def fake_repo(tmp_path: Path) -> Path:
         outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0")
+    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0", "flowers_effnet_lite0_int8")
     for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path

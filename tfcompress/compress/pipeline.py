@@ -30,7 +30,7 @@ from pathlib import Path
 
 import keras
 
-from tfcompress.compress.recipes import Recipe
+from tfcompress.compress.recipes import Recipe, Stage
 from tfcompress.compress.stages import StageContext, run_stage
 from tfcompress.errors import TfcompressError
 
@@ -135,6 +135,41 @@ def load_teacher(teacher_path: str | os.PathLike | None, input_sha: str) -> tupl
     return teacher, hashlib.sha256(f"{input_sha}:{file_sha256(teacher_path)}".encode()).hexdigest()
 
 
+class BatchNormChoice:
+    """Resolves a stage's ``batchnorm = "auto"``, measuring the input model's statistics once.
+
+    ``freeze`` when :func:`tfcompress.batchnorm.statistics_mismatch` on the training images is above
+    :data:`tfcompress.batchnorm.MISMATCH_LIMIT` (statistics not learned on these data), else ``update``.
+    """
+
+    images = 512
+
+    def __init__(self, model: keras.Model, data_dir, limit: int | None):
+        self.model, self.data_dir, self.limit = model, data_dir, limit
+        self.mismatch: float | None = None
+
+    def resolve(self, stage: Stage) -> tuple[Stage, str]:
+        """``stage`` with ``batchnorm`` resolved, and a note for its summary."""
+        from tfcompress.batchnorm import MISMATCH_LIMIT, statistics_mismatch
+        from tfcompress.data import load_split
+
+        mode = stage.options.get("batchnorm")
+        if mode is None:
+            return stage, ""
+        if mode != "auto":
+            return stage, f"; BatchNorm {'frozen' if mode == 'freeze' else 'updated'} (batchnorm={mode})"
+        if self.mismatch is None:
+            size = int(self.model.inputs[0].shape[1])
+            count = self.images if self.limit is None else min(self.images, self.limit)
+            images = load_split(self.data_dir, "train", size, limit=count).images
+            self.mismatch = statistics_mismatch(self.model, images)
+        frozen = self.mismatch > MISMATCH_LIMIT
+        resolved = Stage(stage.method, {**stage.options, "batchnorm": "freeze" if frozen else "update"})
+        verdict = "not learned on these data: frozen" if frozen else "learned on these data: updated"
+        note = f"; BatchNorm statistics {verdict} (mismatch {self.mismatch:.2f}, limit {MISMATCH_LIMIT})"
+        return resolved, note
+
+
 def run_stages(
     model: keras.Model,
     recipe: Recipe,
@@ -153,6 +188,7 @@ def run_stages(
 
     stages = recipe.training_stages
     records = []
+    batchnorm = BatchNormChoice(model, data_dir, limit)
     for index, stage in enumerate(stages):
         folder = work / f"{index + 1}-{stage.method}-{stage_key(input_sha, recipe, index, data_dir, limit, seed)}"
         checkpoint, record_file = folder / "model.keras", folder / "stage.json"
@@ -165,10 +201,11 @@ def run_stages(
             print(f"{header} ...", flush=True)
             start = time.perf_counter()
             context = StageContext(data_dir, teacher or model, folder, devices, limit, seed, verbose)
+            stage, note = batchnorm.resolve(stage)
             result = run_stage(model, stage, context)
             model = result.model
             record = StageRecord(
-                stage.method, stage.describe(), result.summary, result.skipped, time.perf_counter() - start
+                stage.method, stage.describe(), result.summary + note, result.skipped, time.perf_counter() - start
             )
             with atomic_output(checkpoint, force=True) as tmp:
                 model.save(tmp)

@@ -37,7 +37,7 @@ from tfcompress.errors import TfcompressError
 #: (distilled from the input model); ``--epochs`` on the command line overrides it everywhere.
 STAGE_DEFAULTS: dict[str, dict[str, object]] = {
     # Network Slimming (Liu et al. 2017): L1 on BatchNorm gamma, one global threshold, rebuild thinner.
-    "slim": {"ratio": 0.5, "penalty_epochs": 3, "l1": 1e-4, "epochs": 10, "learning_rate": 0.01},
+    "slim": {"ratio": 0.5, "penalty_epochs": 3, "l1": 1e-4, "epochs": 10, "learning_rate": 0.01, "batchnorm": "auto"},
     # Low-rank factorization: ranks searched for a fraction of the MACs, scored on validation images.
     "lowrank": {
         "method": "tucker2",
@@ -46,11 +46,12 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
         "rank_multiple": 8,
         "epochs": 6,
         "learning_rate": 0.01,
+        "batchnorm": "auto",
     },
     # Magnitude pruning on a polynomial schedule (Zhu & Gupta 2017).
-    "prune": {"sparsity": 0.8, "allocation": "global", "epochs": 6, "learning_rate": 0.01},
+    "prune": {"sparsity": 0.8, "allocation": "global", "epochs": 6, "learning_rate": 0.01, "batchnorm": "auto"},
     # Deep Compression's weight sharing + trained quantization (Han et al. 2016); Huffman in the file.
-    "share": {"conv_bits": 5, "dense_bits": 5, "epochs": 1, "learning_rate": 0.002},
+    "share": {"conv_bits": 5, "dense_bits": 5, "epochs": 1, "learning_rate": 0.002, "batchnorm": "auto"},
     # Product quantization, And the Bit Goes Down (Stock et al. 2020). ``epochs`` are passes over the
     # calibration images: 25 x 512 images = 400 codebook steps of 32, the paper's global finetune.
     "pq": {
@@ -63,10 +64,17 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
         "epochs": 25,
         "learning_rate": 2e-4,
         "temperature": 2.0,
+        "batchnorm": "auto",
     },
     # Full-integer post-training quantization by the TFLite converter (a conversion setting; last).
     "int8": {"calibration_images": 200},
 }
+
+#: ``batchnorm`` of a finetuning stage: ``update`` runs BatchNorm in training mode (its statistics follow
+#: the batches; SGD at ``learning_rate``), ``freeze`` keeps it in inference mode (AdamW at
+#: ``learning_rate`` x 0.01; PQ's codebook finetune at its own rate), ``auto`` freezes when the input
+#: model's statistics were not learned on the data (:mod:`tfcompress.batchnorm`).
+BATCHNORM_MODES = ("auto", "update", "freeze")
 
 #: Stages whose layers become ``Tfc*`` custom ops: int8 conversion cannot follow them.
 CUSTOM_OP_STAGES = ("pq", "share")
@@ -174,6 +182,8 @@ def _coerce(method: str, name: str, value, default):
         value = str(value)  # e.g. pq block_size = 9
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TfcompressError(f"option {method}.{name} must be a {kind.__name__} (like {default!r}), got {value!r}")
+    if name == "batchnorm" and value not in BATCHNORM_MODES:
+        raise TfcompressError(f"option {method}.batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {value!r}")
     if kind in (int, float) and value < 0:
         raise TfcompressError(f"option {method}.{name} must be >= 0, got {value!r}")
     return value

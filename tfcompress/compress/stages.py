@@ -55,7 +55,10 @@ def _finetune_config(stage: Stage, context: StageContext):
     from tfcompress.pruning.finetune import FinetuneConfig
 
     return FinetuneConfig(
-        epochs=int(stage.option("epochs")), learning_rate=float(stage.option("learning_rate")), seed=context.seed
+        epochs=int(stage.option("epochs")),
+        learning_rate=float(stage.option("learning_rate")),
+        seed=context.seed,
+        freeze_batchnorm=stage.option("batchnorm") == "freeze",
     )
 
 
@@ -142,6 +145,7 @@ def run_lowrank(model: keras.Model, stage: Stage, context: StageContext) -> Stag
             limit=context.limit,
             seed=context.seed,
             verbose=context.verbose,
+            freeze_batchnorm=stage.option("batchnorm") == "freeze",
         )
     summary = (
         f"{stage.option('method')} ranks for {stage.option('target_macs')} of the MACs: "
@@ -219,6 +223,7 @@ def run_pq(model: keras.Model, stage: Stage, context: StageContext) -> StageResu
         learning_rate=float(stage.option("learning_rate")),
         temperature=float(stage.option("temperature")),
         augment=True,
+        update_batchnorm=stage.option("batchnorm") != "freeze",
         strategy=get_strategy(context.devices),
         checkpoint_dir=context.work / "layers",
         seed=context.seed,

@@ -14,6 +14,7 @@ import os
 
 import keras
 
+from tfcompress.batchnorm import FROZEN_LEARNING_RATE_SCALE, freeze_statistics, unfreeze_statistics
 from tfcompress.data import load_split, make_dataset
 from tfcompress.distribute import DeviceRequest, get_strategy, is_chief, worker_backup_dir
 from tfcompress.fileio import atomic_output, check_output_path
@@ -40,6 +41,7 @@ def finetune(
     limit: int | None = None,
     seed: int = 0,
     verbose: int | str = "auto",
+    freeze_batchnorm: bool = False,
 ) -> keras.Model:
     """Finetune a copy of ``model`` on ``data_dir``; save the best-validation weights to ``output``.
 
@@ -57,6 +59,8 @@ def finetune(
         limit: use only this many images per split (quick runs, tests).
         seed: random seed.
         verbose: Keras verbosity.
+        freeze_batchnorm: BatchNorm in inference mode, AdamW at ``learning_rate`` x
+            :data:`tfcompress.batchnorm.FROZEN_LEARNING_RATE_SCALE` (:mod:`tfcompress.batchnorm`).
 
     Returns:
         The finetuned model.
@@ -68,25 +72,30 @@ def finetune(
         image_size=image_size,
         epochs=epochs,
         batch_size=batch_size,
-        learning_rate=learning_rate,
+        learning_rate=learning_rate * (FROZEN_LEARNING_RATE_SCALE if freeze_batchnorm else 1.0),
         warmup_epochs=0,
         seed=seed,
+        pretrained=freeze_batchnorm,
     )
+    if freeze_batchnorm:  # the copies made below keep the layers' trainable flags
+        model = freeze_statistics(_copy_in_scope(model))
     if teacher is not None:
         from tfcompress.distill import DistillConfig, distill
 
         distill_config = DistillConfig(**{**config.__dict__, "model": "given", "width": 1.0})
-        return distill(
-            output,
-            teacher,
-            data_dir,
-            config=distill_config,
-            student=model,
-            devices=devices,
-            backup_dir=backup_dir,
-            force=force,
-            limit=limit,
-            verbose=verbose,
+        return unfreeze_statistics(
+            distill(
+                output,
+                teacher,
+                data_dir,
+                config=distill_config,
+                student=model,
+                devices=devices,
+                backup_dir=backup_dir,
+                force=force,
+                limit=limit,
+                verbose=verbose,
+            )
         )
     import tensorflow as tf
 
@@ -104,6 +113,7 @@ def finetune(
         lambda x, y: (x, tf.one_hot(y, classes))
     )
     fit_keeping_best(student, train_data, val_set, epochs, batch_size, worker_backup_dir(backup_dir, devices), verbose)
+    student = unfreeze_statistics(student)
     if is_chief(devices):
         with atomic_output(output, force) as tmp:
             student.save(tmp)

@@ -175,6 +175,7 @@ class ProductQuantizer:
         temperature: float = 1.0,
         batch_size: int = 32,
         augment: bool = False,
+        update_batchnorm: bool = True,
         strategy=None,
         checkpoint_dir: str | os.PathLike | None = None,
         seed: int = 0,
@@ -203,6 +204,7 @@ class ProductQuantizer:
         self.temperature = temperature
         self.batch_size = batch_size
         self.augment = augment
+        self.update_batchnorm = update_batchnorm
         self.strategy = strategy
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.seed = seed
@@ -423,7 +425,7 @@ class ProductQuantizer:
                 learning_rate=self.global_learning_rate,
                 temperature=self.temperature,
                 batch_size=self.batch_size,
-                update_batchnorm=True,
+                update_batchnorm=self.update_batchnorm,
                 augment=self.augment,
                 seed=self.seed,
                 verbose=self.verbose and "auto",
@@ -466,7 +468,9 @@ def quantize(
             ``activation_aware`` (True; False is plain k-means), ``em_iterations`` (30),
             ``gram_samples`` (128 inputs for ``G``), ``layer_steps`` (100),
             ``global_steps`` (400), ``learning_rate`` (1e-4, Adam), ``temperature`` (1),
-            ``batch_size`` (32), ``augment``, ``strategy``, ``checkpoint_dir`` (resume
+            ``batch_size`` (32), ``augment``, ``update_batchnorm`` (True: BatchNorm in
+            training mode during the global finetune; False for a model whose statistics
+            were not learned on the data, :mod:`tfcompress.batchnorm`), ``strategy``, ``checkpoint_dir`` (resume
             after an interruption), ``seed``, ``verbose``.
 
     Layers that cannot be quantized (depthwise convs, a layer no block size fits, too few

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import keras
 
+from tfcompress.batchnorm import FROZEN_LEARNING_RATE_SCALE, freeze_statistics, unfreeze_statistics
 from tfcompress.data import list_split, load_split, resolve_data_dir
 from tfcompress.distribute import DeviceRequest, get_strategy, worker_backup_dir
 from tfcompress.training import TrainConfig, ValidationAccuracy, make_optimizer, one_hot_dataset
@@ -33,6 +34,9 @@ class FinetuneConfig:
     temperature: float = 4.0
     alpha: float = 0.5
     seed: int = 0
+    #: BatchNorm in inference mode, AdamW at ``learning_rate`` x
+    #: :data:`tfcompress.batchnorm.FROZEN_LEARNING_RATE_SCALE` (see :mod:`tfcompress.batchnorm`).
+    freeze_batchnorm: bool = False
 
 
 def steps_per_epoch(data_dir, batch_size: int, limit: int | None = None) -> tuple[int, int]:
@@ -78,10 +82,12 @@ def finetune(
     val_set = load_split(data_dir, "val", image_size, limit)
     batch_size = min(config.batch_size, len(train_set))
     steps = len(train_set) // batch_size
+    frozen = config.freeze_batchnorm
     recipe = TrainConfig(
         epochs=config.epochs,
         batch_size=batch_size,
-        learning_rate=config.learning_rate,
+        learning_rate=config.learning_rate * (FROZEN_LEARNING_RATE_SCALE if frozen else 1.0),
+        pretrained=frozen,
         weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing,
         warmup_epochs=0,
@@ -90,6 +96,8 @@ def finetune(
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
     with strategy.scope():
         model = make_model()
+        if frozen:
+            freeze_statistics(model)
         trainer = model
         if teacher is not None:
             from tfcompress.distill import build_distiller
@@ -110,7 +118,7 @@ def finetune(
     all_callbacks += [make(model) for make in callbacks]
     all_callbacks.append(_ValidationOf(model, validation))
     trainer.fit(data, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose, shuffle=False)
-    return model
+    return unfreeze_statistics(model) if frozen else model
 
 
 class _ValidationOf(keras.callbacks.Callback):

@@ -128,7 +128,8 @@ def slim_and_finetune(
     config = config or FinetuneConfig()
     image_size = int(model.inputs[0].shape[1])
     if penalty_epochs > 0:
-        penalty_config = FinetuneConfig(**{**config.__dict__, "epochs": penalty_epochs})
+        # The sparsity phase trains the gammas, so BatchNorm runs in training mode there.
+        penalty_config = FinetuneConfig(**{**config.__dict__, "epochs": penalty_epochs, "freeze_batchnorm": False})
         model = finetune(
             lambda: add_gamma_penalty(model, l1),
             data_dir,

@@ -8,7 +8,7 @@ plugins {
 
 val repoRoot = rootProject.projectDir.resolve("../..").canonicalFile
 // Which shipped model goes into the APK: -PflowerModel=flowers_binary.tflite to change it.
-val flowerModel = (project.findProperty("flowerModel") as String?) ?: "flowers_int8.tflite"
+val flowerModel = (project.findProperty("flowerModel") as String?) ?: "flowers_effnet_lite0_int8.tflite"
 val generatedAssets = layout.buildDirectory.dir("generated/flowerAssets")
 
 android {

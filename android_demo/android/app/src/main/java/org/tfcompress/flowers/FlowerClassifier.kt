@@ -23,7 +23,7 @@ data class Result(val top: List<Prediction>, val latencyMs: Double)
  * A tfcompress .tflite flower model on the LiteRT Interpreter.
  *
  * Preprocessing matches tfcompress.data.load_image and the Raspberry Pi app: the whole frame
- * resized bilinearly to the model's input (96x96), RGB, raw pixel values 0..255 (the models
+ * resized bilinearly to the model's input (128x128 for EfficientNet-Lite0, 96x96 for the ResNets), RGB, raw pixel values 0..255 (the models
  * rescale inside the graph), quantized with the input tensor's scale and zero point when the
  * model takes uint8/int8: q = clamp(round(x / scale + zero_point)). Outputs are logits;
  * scores are their softmax.
