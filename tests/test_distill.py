@@ -273,6 +273,23 @@ def test_cli_distills_a_student_and_refuses_to_overwrite(tmp_path, image_folder,
     assert output.stat().st_mtime_ns == stamp
 
 
+def test_an_efficientnet_lite0_student_needs_no_width(tmp_path, image_folder):
+    """The fixed-width zoo model is a student too: the default --width (0.35) is not passed to it."""
+    from tfcompress.cli import main
+    from tfcompress.convert import load_keras_model
+    from tfcompress.models import build_model
+
+    teacher_path = tmp_path / "teacher.keras"
+    build_model("resnet8", num_classes=3, image_size=24, width=4).save(teacher_path)
+    output = tmp_path / "student.keras"
+    args = ["distill", "--teacher", str(teacher_path), "--student", "efficientnet_lite0", "--image-size", "32"]
+    args += ["--epochs", "1", "--batch-size", "4", "--data", str(image_folder), "-o", str(output)]
+    assert main(args) == 0
+    student = load_keras_model(output)
+    assert student.name == "efficientnet_lite0" and student.input_shape == (None, 32, 32, 3)
+    assert student.output_shape == (None, 3)
+
+
 def test_distill_refuses_a_teacher_with_other_classes(tmp_path, image_folder):
     from tfcompress.distill import distill
     from tfcompress.models import build_model

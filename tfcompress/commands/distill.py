@@ -60,7 +60,12 @@ def add_commands(subparsers) -> None:
     parser.add_argument(
         "--student", default="mobilenet_v2", help="zoo model (mobilenet_v2, resnet8, ...) or a .keras student"
     )
-    parser.add_argument("--width", type=float, default=0.35, help="width multiplier (MobileNetV2) or base width")
+    parser.add_argument(
+        "--width",
+        type=float,
+        default=0.35,
+        help="width multiplier (MobileNetV2) or base width (efficientnet_lite0 has a fixed width)",
+    )
     add_recipe_arguments(parser)
     parser.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T of the soft targets")
     parser.add_argument(

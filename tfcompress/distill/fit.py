@@ -27,7 +27,7 @@ from tfcompress.distill.pairs import LayerPairs, find_layer, matching_layer_pair
 from tfcompress.distribute import DeviceRequest, get_strategy, is_chief, worker_backup_dir
 from tfcompress.errors import TfcompressError
 from tfcompress.fileio import atomic_output, check_output_path
-from tfcompress.models import build_model
+from tfcompress.models import PRETRAINED_MODELS, build_model
 from tfcompress.training import TrainConfig, fit_keeping_best, make_optimizer, one_hot_dataset, with_precision
 
 
@@ -127,12 +127,9 @@ def distill(
         if config.teacher_precision != "float32":
             teacher_model = with_precision(teacher_model, config.teacher_precision)
         if student is None:
-            student = build_model(
-                config.model,
-                num_classes=classes,
-                image_size=config.image_size,
-                width=_zoo_width(config.model, config.width),
-            )
+            # A pretrained-zoo architecture (EfficientNet-Lite0) is fixed: no width; trained from scratch here.
+            options = {} if config.model in PRETRAINED_MODELS else {"width": _zoo_width(config.model, config.width)}
+            student = build_model(config.model, num_classes=classes, image_size=config.image_size, **options)
         trained = resized_input(student, data_size)
         distiller = build_distiller(
             teacher_model, trained, config.temperature, config.alpha, attention_pairs=attention_pairs
