@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfcompress.batchnorm import MISMATCH_LIMIT, batchnorm_layers, freeze_statistics, statistics_mismatch
-from tfcompress.compress.pipeline import BatchNormChoice
+from tfcompress.compress.pipeline import resolve_batchnorm
 from tfcompress.compress.recipes import make_stage
 from tfcompress.errors import TfcompressError
 
@@ -67,15 +67,17 @@ def test_auto_resolves_by_the_input_models_statistics(tmp_path):
     data = make_image_folder(tmp_path / "data", size=12)
     keras.utils.set_random_seed(0)
     fresh = small_net()  # statistics (0, 1): not learned on these images
-    stage, note = BatchNormChoice(fresh, data, None).resolve(make_stage("prune"))
+    stage, note = resolve_batchnorm(make_stage("pq"), fresh, data, None)
     assert stage.option("batchnorm") == "freeze" and "frozen" in note
+    stage, note = resolve_batchnorm(make_stage("prune"), fresh, data, None)  # it retrains every weight
+    assert stage.option("batchnorm") == "update" and note == ""
     from tfcompress.data import load_split
 
     trained = small_net()
     learn_statistics(trained, load_split(data, "train", 12).images)
-    stage, note = BatchNormChoice(trained, data, None).resolve(make_stage("pq"))
+    stage, note = resolve_batchnorm(make_stage("share"), trained, data, None)
     assert stage.option("batchnorm") == "update" and "updated" in note
-    stage, note = BatchNormChoice(fresh, data, None).resolve(make_stage("prune", {"batchnorm": "update"}))
+    stage, note = resolve_batchnorm(make_stage("pq", {"batchnorm": "update"}), fresh, data, None)
     assert stage.option("batchnorm") == "update" and "batchnorm=update" in note
 
 
