@@ -183,3 +183,19 @@ def test_list_recipes_and_help_show_the_defaults(capsys):
         main(["compress", "--help"])
     shown = capsys.readouterr().out
     assert "(default: 1.0)" in shown and "(default: 7)" in shown
+
+
+def test_pq_block_size_auto_halves_the_pointwise_blocks_of_depthwise_separable_networks():
+    from tfcompress.compress.stages import pq_block_size
+    from tfcompress.pq.quantize import block_size_for
+
+    inputs = keras.Input((8, 8, 16))
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(inputs)
+    pointwise = keras.layers.Conv2D(24, 1)
+    separable = keras.Model(inputs, pointwise(x))
+    plain = build_model("resnet8", num_classes=3, image_size=24, width=4)
+    assert pq_block_size(separable, "auto") == "mobile" and pq_block_size(plain, "auto") == "small"
+    assert pq_block_size(separable, "large") == "large"
+    assert block_size_for(pointwise, "mobile") == 2 and block_size_for(pointwise, "small") == 4
+    with pytest.raises(TfcompressError, match="use small, large, mobile or an integer"):
+        block_size_for(pointwise, "tiny")

@@ -54,8 +54,10 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
     "share": {"conv_bits": 5, "dense_bits": 5, "epochs": 1, "learning_rate": 0.002, "batchnorm": "auto"},
     # Product quantization, And the Bit Goes Down (Stock et al. 2020). ``epochs`` are passes over the
     # calibration images: 25 x 512 images = 400 codebook steps of 32, the paper's global finetune.
+    # ``block_size = "auto"``: "mobile" (d = 2 for 1x1 convs) in a network with depthwise convs, else
+    # the paper's "small" (tfcompress.pq.quantize.BLOCK_PRESETS).
     "pq": {
-        "block_size": "small",
+        "block_size": "auto",
         "centroids": 256,
         "centroids_dense": 256,
         "calibration_images": 512,
@@ -72,8 +74,9 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
 
 #: ``batchnorm`` of a finetuning stage: ``update`` runs BatchNorm in training mode (its statistics follow
 #: the batches; SGD at ``learning_rate``), ``freeze`` keeps it in inference mode (AdamW at
-#: ``learning_rate`` x 0.01; PQ's codebook finetune at its own rate), ``auto`` freezes when the input
-#: model's statistics were not learned on the data (:mod:`tfcompress.batchnorm`).
+#: ``learning_rate`` x 0.01; PQ's codebook finetune at its own rate), ``auto`` freezes in the stages
+#: that train only codebooks or centroids (pq, share) when the statistics of the model they get were
+#: not learned on the data (:func:`tfcompress.compress.pipeline.resolve_batchnorm`), else updates.
 BATCHNORM_MODES = ("auto", "update", "freeze")
 
 #: Stages whose layers become ``Tfc*`` custom ops: int8 conversion cannot follow them.

@@ -199,6 +199,17 @@ def pq_global_steps(epochs: int, images: int, batch_size: int = 32) -> int:
     return epochs * max(1, -(-images // batch_size))
 
 
+def pq_block_size(model: keras.Model, option: str) -> str:
+    """``option``, with ``"auto"`` as ``"mobile"`` for a model with depthwise convolutions, else ``"small"``.
+
+    See :data:`tfcompress.pq.quantize.BLOCK_PRESETS`.
+    """
+    if option != "auto":
+        return option
+    separable = any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in model.layers)
+    return "mobile" if separable else "small"
+
+
 def run_pq(model: keras.Model, stage: Stage, context: StageContext) -> StageResult:
     """Product quantization (Stock et al. 2020): bottom-up activation-aware EM, distilled codebook finetune."""
     from tfcompress.data import load_split
@@ -209,7 +220,7 @@ def run_pq(model: keras.Model, stage: Stage, context: StageContext) -> StageResu
     images = int(stage.option("calibration_images"))
     limit = images if context.limit is None else min(images, context.limit)
     calibration = load_split(context.data_dir, "train", size, limit=limit).images
-    block = str(stage.option("block_size"))
+    block = pq_block_size(model, str(stage.option("block_size")))
     quantizer = ProductQuantizer(
         model,
         calibration,
