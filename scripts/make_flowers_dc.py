@@ -3,7 +3,7 @@
     nice -n 5 .venv/bin/python scripts/make_flowers_dc.py [--sparsity 0.9] [--epochs 1] [--force]
 
 Steps (Han et al. 2016): start from a compressed model (``--start``: the 80%-pruned model of
-make_flowers_pruned.py, or the Network-Slimming model of make_flowers_slim.py, whose removed
+`--recipe pruned` of `tfcompress compress`, or the Network-Slimming model of make_flowers_slim.py, whose removed
 channels cost no bits at all), prune (further) to ``--sparsity`` while finetuning (distilled
 from ``--teacher``; ``--allocation global`` puts one magnitude threshold over all layers),
 then per-layer k-means weight sharing (the most of ``--conv-bits`` 8, 6, 5, 4 bits for
@@ -110,7 +110,7 @@ BatchNorm / bias parameters and the graph.
 
 def main() -> None:
     args = parse_args()
-    from make_flowers_pruned import float_tflite
+    from flowers_float_file import float_tflite
 
     from tfcompress.convert import load_keras_model, to_tflite
     from tfcompress.fileio import atomic_output, cached_model, output_paths, write_bytes_atomic, write_text_atomic

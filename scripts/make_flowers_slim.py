@@ -80,7 +80,7 @@ Latency is batch 1 on the shared 2-core machine, 50 timed runs after 5 warm-up r
 
 def main() -> None:
     args = parse_args()
-    from make_flowers_pruned import float_tflite
+    from flowers_float_file import float_tflite
 
     from tfcompress.convert import load_keras_model, to_tflite
     from tfcompress.fileio import atomic_output, cached_model, output_paths, write_bytes_atomic, write_text_atomic

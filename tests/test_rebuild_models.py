@@ -45,9 +45,10 @@ CARDS = {
     "flowers_float": "Made by `python scripts/train_flowers_float.py` (= `tfcompress train`).\n"
     "`.tflite`: `python scripts/export_flowers_float.py` (= `tfcompress convert`).\n",
     "flowers_int8": "Made by `python scripts/export_flowers_float.py --force`.\n",
-    "flowers_pq": "Made by `nice -n 5 .venv/bin/python scripts/make_flowers_pq.py --teacher t.keras` (k=256).\n",
-    "flowers_pruned": "Made by: `nice -n 5 .venv/bin/python scripts/make_flowers_pruned.py --epochs 1 --distill`\n",
-    "flowers_dc": "Made by: `python scripts/make_flowers_dc.py --epochs 0`\nafter `scripts/make_flowers_pruned.py`\n",
+    "flowers_pq": "Made by: `tfcompress compress models/flowers_float.keras --recipe pq -o models/flowers_pq.tflite`\n",
+    "flowers_pruned": "Made by: `tfcompress compress models/flowers_float.keras --recipe pruned -o "
+    "models/flowers_pruned.tflite`\n",
+    "flowers_dc": "Made by: `python scripts/make_flowers_dc.py --epochs 0`\nafter the pruned model\n",
     "flowers_slim": "Made by: `python scripts/make_flowers_slim.py --ratio 0.5 --epochs 0`\n",
     "flowers_lowrank": "Made by:\n\n    nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --target-macs 0.45"
     " --epochs 10 > log 2>&1 &\n",
@@ -82,7 +83,8 @@ def fake_repo(tmp_path: Path) -> Path:
         outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0", "flowers_effnet_lite0_int8")
+    made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0", "flowers_effnet_lite0_int8",
+            "flowers_pq", "flowers_pruned")  # fmt: skip
     for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
@@ -98,8 +100,6 @@ def test_fresh_rebuild_runs_every_missing_step_in_order_with_the_cards_arguments
     assert calls(fake_repo) == [
         ("train_flowers_float.py", []),
         ("export_flowers_float.py", []),
-        ("make_flowers_pq.py", ["--teacher", "t.keras", "--force"]),  # --force only for its card
-        ("make_flowers_pruned.py", ["--epochs", "1", "--distill", "--force"]),
         ("make_flowers_slim.py", ["--ratio", "0.5", "--epochs", "0", "--force"]),
         ("make_flowers_dc.py", ["--epochs", "0", "--force"]),
         ("make_flowers_lowrank.py", ["--target-macs", "0.45", "--epochs", "10", "--force"]),
@@ -155,11 +155,11 @@ def test_dry_run_prints_the_plan_and_runs_nothing(fake_repo, capsys):
 
 def test_a_failing_step_stops_the_rebuild(fake_repo, capsys):
     spec = json.loads((fake_repo / "outputs.json").read_text())
-    spec["make_flowers_pq.py"]["fail"] = True
+    spec["make_flowers_slim.py"]["fail"] = True
     (fake_repo / "outputs.json").write_text(json.dumps(spec))
     assert main(["--root", str(fake_repo)]) == 1
-    assert [name for name, _ in calls(fake_repo)][-1] == "make_flowers_pq.py"
-    assert "step pq failed (exit 5" in capsys.readouterr().err
+    assert [name for name, _ in calls(fake_repo)][-1] == "make_flowers_slim.py"
+    assert "step slim failed (exit 5" in capsys.readouterr().err
 
 
 def test_missing_card_or_command_and_unknown_step_are_errors(fake_repo, capsys):
