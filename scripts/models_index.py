@@ -44,6 +44,7 @@ METHODS = {
     "flowers_binary": "Bi-Real-style binary ResNet-18 (Liu et al. 2018)",
     "flowers_effnet_lite0": "EfficientNet-Lite0 from ImageNet weights, fine-tuned (LP-FT); not compressed",
     "flowers_effnet_lite0_int8": "`tfcompress compress --recipe int8` of EfficientNet-Lite0: the apps' default model",
+    "flowers_effnet_lite0_pq": "`tfcompress compress --recipe pq` of EfficientNet-Lite0 (block size auto: d=2 for 1x1)",
     "flowers_slim_pq": "`tfcompress compress --recipe slim+pq`: Network Slimming, then product quantization",
     "flowers_slim_dc": "`tfcompress compress --recipe slim+dc`: Network Slimming, then Deep Compression (the "
     "`--target-bytes 400000 --max-drop 1` search's choice)",

@@ -139,6 +139,14 @@ STEPS: tuple[Step, ...] = (
         writes_card=True,
         compress=True,
     ),
+    Step(
+        "effnet_lite0_pq",
+        ("flowers_effnet_lite0_pq.keras", "flowers_effnet_lite0_pq.tflite"),
+        ("effnet_lite0",),
+        cards=("flowers_effnet_lite0_pq",),
+        writes_card=True,
+        compress=True,
+    ),
     Step("binary", ("flowers_binary.keras",), (), "train_flowers_binary.py", ("flowers_binary",)),
     Step(
         "binary_tflite",

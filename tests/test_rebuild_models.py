@@ -57,6 +57,8 @@ CARDS = {
     "models/flowers_slim_pq.tflite --force`\n",
     "flowers_slim_dc": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+dc -o "
     "models/flowers_slim_dc.tflite`\n",
+    "flowers_effnet_lite0_pq": "Made by: `tfcompress compress models/flowers_effnet_lite0.keras --recipe pq -o "
+    "models/flowers_effnet_lite0_pq.tflite`\n",
     "flowers_effnet_lite0_int8": "Made by: `tfcompress compress models/flowers_effnet_lite0.keras --recipe int8 -o "
     "models/flowers_effnet_lite0_int8.tflite`\n",
     "flowers_student": "```\npython scripts/train_flowers_students.py --runs scratch --seeds 0\n"
@@ -84,7 +86,7 @@ def fake_repo(tmp_path: Path) -> Path:
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0", "flowers_effnet_lite0_int8",
-            "flowers_pq", "flowers_pruned")  # fmt: skip
+            "flowers_pq", "flowers_pruned", "flowers_effnet_lite0_pq")  # fmt: skip
     for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
