@@ -87,7 +87,14 @@ STEPS: tuple[Step, ...] = (
         (),
         True,
     ),
-    Step("dc", ("flowers_dc.keras", "flowers_dc.tflite"), ("slim",), "make_flowers_dc.py", ("flowers_dc",), (), True),
+    Step(  # recipe models/flowers_dc.toml
+        "dc",
+        ("flowers_dc.keras", "flowers_dc.tflite"),
+        ("slim",),
+        cards=("flowers_dc",),
+        writes_card=True,
+        compress=True,
+    ),
     Step(
         "lowrank",
         ("flowers_lowrank.keras", "flowers_lowrank.tflite"),

@@ -48,7 +48,8 @@ CARDS = {
     "flowers_pq": "Made by: `tfcompress compress models/flowers_float.keras --recipe pq -o models/flowers_pq.tflite`\n",
     "flowers_pruned": "Made by: `tfcompress compress models/flowers_float.keras --recipe pruned -o "
     "models/flowers_pruned.tflite`\n",
-    "flowers_dc": "Made by: `python scripts/make_flowers_dc.py --epochs 0`\nafter the pruned model\n",
+    "flowers_dc": "Made by: `tfcompress compress models/flowers_slim.keras --recipe models/flowers_dc.toml -o "
+    "models/flowers_dc.tflite`\n",
     "flowers_slim": "Made by: `python scripts/make_flowers_slim.py --ratio 0.5 --epochs 0`\n",
     "flowers_lowrank": "Made by:\n\n    nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --target-macs 0.45"
     " --epochs 10 > log 2>&1 &\n",
@@ -86,7 +87,7 @@ def fake_repo(tmp_path: Path) -> Path:
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     made = ("flowers_binary", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0", "flowers_effnet_lite0_int8",
-            "flowers_pq", "flowers_pruned", "flowers_effnet_lite0_pq")  # fmt: skip
+            "flowers_pq", "flowers_pruned", "flowers_effnet_lite0_pq", "flowers_dc")  # fmt: skip
     for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
@@ -103,7 +104,6 @@ def test_fresh_rebuild_runs_every_missing_step_in_order_with_the_cards_arguments
         ("train_flowers_float.py", []),
         ("export_flowers_float.py", []),
         ("make_flowers_slim.py", ["--ratio", "0.5", "--epochs", "0", "--force"]),
-        ("make_flowers_dc.py", ["--epochs", "0", "--force"]),
         ("make_flowers_lowrank.py", ["--target-macs", "0.45", "--epochs", "10", "--force"]),
         ("train_flowers_students.py", ["--runs", "scratch", "--seeds", "0"]),
         ("train_flowers_students.py", ["--runs", "kd", "--seeds", "0"]),
@@ -136,10 +136,10 @@ def test_refuses_to_overwrite_a_partial_step_before_running_anything(fake_repo, 
 def test_force_with_only_rebuilds_just_those_steps_and_passes_force(fake_repo):
     assert main(["--root", str(fake_repo)]) == 0
     (fake_repo / "log.txt").unlink()
-    assert main(["--root", str(fake_repo), "--force", "--only", "dc", "float_tflite"]) == 0
+    assert main(["--root", str(fake_repo), "--force", "--only", "slim", "float_tflite"]) == 0
     assert calls(fake_repo) == [
         ("export_flowers_float.py", ["--force"]),
-        ("make_flowers_dc.py", ["--epochs", "0", "--force"]),
+        ("make_flowers_slim.py", ["--ratio", "0.5", "--epochs", "0", "--force"]),
     ]
 
 
