@@ -129,6 +129,18 @@ def train_command(data: Path, output: Path, backup: Path, addresses: str, index:
     ]
 
 
+def _readable_weights(path: Path) -> bool:
+    """Whether ``path`` is a complete HDF5 weights file (it opens and lists its groups)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            list(file.keys())
+        return True
+    except (OSError, KeyError):
+        return False
+
+
 def kill_and_resume(data: Path, work: Path, epochs: int = 3, timeout: float = 240) -> Recovery:
     """Train on two workers, SIGKILL worker 1 once epoch 1 is backed up, restart both; see :class:`Recovery`."""
     output, backup = work / "model.keras", work / "backup"
@@ -146,6 +158,11 @@ def kill_and_resume(data: Path, work: Path, epochs: int = 3, timeout: float = 24
     while not marker.exists():
         if any(p.poll() is not None for p in first) or time.monotonic() > deadline:
             raise RuntimeError(f"the first run ended or stalled before a backup: {[p.poll() for p in first]}")
+        time.sleep(0.02)
+    weights = marker.with_name("latest.weights.h5")
+    while not _readable_weights(weights):  # under load the weights may still be in flush after the metadata
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker 1's backup {weights} never became readable")
         time.sleep(0.02)
     backed_up_at = time.monotonic()
     time.sleep(0.5)  # into epoch 2
