@@ -108,7 +108,7 @@ struct Avx2Micro : internal::BlockedMicro<Avx2Micro, kMaxPixels> {
       for (int i = 0; i < kPixels; ++i) {
         const __m256i counts = Counts8(sums[i][j], sums[i][j + 1]);
         __m256i acc = _mm256_sub_epi32(bases, _mm256_add_epi32(counts, counts));
-        if (corr[i] != nullptr) acc = _mm256_sub_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr[i] + c)));
+        if (corr[i] != nullptr) acc = _mm256_sub_epi32(acc, _mm256_maskload_epi32(corr[i] + c, lanes));  // tails masked
         __m256 y = _mm256_fmadd_ps(m, _mm256_cvtepi32_ps(acc), b);
         if (a.activation != Activation::kNone) y = _mm256_max_ps(y, zero);
         if (a.activation == Activation::kRelu6) y = _mm256_min_ps(y, _mm256_set1_ps(6.0f));

@@ -24,7 +24,7 @@ inline __m256 Transform(__m512i popcounts, int base, const int32_t* correction, 
   const __m512i acc = _mm512_sub_epi64(_mm512_set1_epi64(base), _mm512_add_epi64(popcounts, popcounts));
   __m256 accf = _mm512_cvtepi64_ps(acc);
   if (correction != nullptr) {  // integers below 2^24: the float difference is exact
-    const __m256i corr = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(correction + c0));
+    const __m256i corr = _mm256_maskz_loadu_epi32(lanes, correction + c0);  // tail channels: masked
     accf = _mm256_sub_ps(accf, _mm256_cvtepi32_ps(corr));
   }
   const __m256 m = _mm256_maskz_loadu_ps(lanes, a.multiplier + c0);

@@ -73,7 +73,11 @@ struct NeonMicro : internal::BlockedMicro<NeonMicro, kMaxPixels> {
         const uint32x4_t counts =
             vcombine_u32(vmovn_u64(sums[i][2 * half]), vmovn_u64(sums[i][2 * half + 1]));
         int32x4_t acc = vsubq_s32(bases, vreinterpretq_s32_u32(vshlq_n_u32(counts, 1)));
-        if (corr[i] != nullptr) acc = vsubq_s32(acc, vld1q_s32(corr[i] + c));
+        if (corr[i] != nullptr) {  // tail channels: copied, never read past the end
+          int32_t k[4] = {0, 0, 0, 0};
+          for (int l = 0; l < lanes; ++l) k[l] = corr[i][c + l];
+          acc = vsubq_s32(acc, vld1q_s32(k));
+        }
         float32x4_t y = vfmaq_f32(bv, mv, vcvtq_f32_s32(acc));  // exact integers below 2^24
         if (a.activation != Activation::kNone) y = vmaxq_f32(y, vdupq_n_f32(0.0f));
         if (a.activation == Activation::kRelu6) y = vminq_f32(y, vdupq_n_f32(6.0f));

@@ -14,6 +14,10 @@ std::string CheckOutputTransform(TfLiteContext* context, const OpNode& node, int
       return std::string(roles[i - 2]) + " has " + std::to_string(t->dims->data[0]) + " values for " +
              std::to_string(out_c) + " output channels";
     }
+    if (t->data.raw != nullptr && t->bytes < static_cast<size_t>(out_c) * sizeof(float)) {
+      return std::string(roles[i - 2]) + " holds " + std::to_string(t->bytes) + " bytes for " +
+             std::to_string(out_c) + " float32 values";
+    }
   }
   return "";
 }
