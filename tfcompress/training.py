@@ -337,9 +337,9 @@ def prepare_fine_tuning(model: keras.Model, train_set: ImageSet, batch_size: int
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+    from tfcompress.batchnorm import freeze_statistics
+
+    freeze_statistics(model)
     pooled = keras.Model(model.input, model.get_layer("pool").output)
     features = pooled.predict(train_set.images, batch_size=batch_size, verbose=0).astype("float64")
     scaler = StandardScaler().fit(features)

@@ -139,8 +139,9 @@ def load_teacher(teacher_path: str | os.PathLike | None, input_sha: str) -> tupl
 #: in them when the model's statistics were not learned on the data. Stages that retrain every
 #: weight (prune, slim, lowrank) re-adapt to statistics re-estimated on the data and keep BatchNorm
 #: in training mode: on the fine-tuned EfficientNet-Lite0 (statistics mismatch 0.47), frozen against
-#: updated gave PQ 65.85% against 39.38% on flowers5 test, but prune 46.92% against 57.23% and
-#: slim 50.31% against 66.77% (benchmarks/results/compress_flowers5_effnet_lite0.md).
+#: updated gave PQ (block size small) 65.85% against 39.38% on flowers5 test, but prune 46.92%
+#: against 57.23% and slim 50.31% against 66.77% (``--set X.batchnorm=freeze`` / ``update``;
+#: the updated runs are benchmarks/results/compress_flowers5_effnet_lite0.md's).
 FREEZE_WHEN_FOREIGN = ("pq", "share")
 
 
