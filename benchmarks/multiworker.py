@@ -165,11 +165,10 @@ def kill_and_resume(data: Path, work: Path, epochs: int = 3, timeout: float = 24
             raise RuntimeError(f"worker 1's backup {weights} never became readable")
         time.sleep(0.02)
     backed_up_at = time.monotonic()
-    time.sleep(0.5)  # into epoch 2
-    backed_up = json.loads(marker.read_text())["epoch"]
-    first[1].send_signal(signal.SIGKILL)
+    first[1].send_signal(signal.SIGKILL)  # at once: a tiny epoch may end (and back up again) within a second
     killed_at = time.monotonic()
     first[1].wait()
+    backed_up = json.loads(marker.read_text())["epoch"]  # read once the worker is dead: the count it left
     survivor_exit = first[0].wait(timeout=120)
     survivor_seconds = time.monotonic() - killed_at
     second = [start(0, "second"), start(1, "second")]
