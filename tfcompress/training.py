@@ -51,9 +51,13 @@ class TrainConfig:
     precision: str = "float32"
     keep: str = "best"
     pretrained: bool = False
+    optimizer: str = "sgd"
 
 
 KEEP_CHOICES = ("best", "last")
+
+
+OPTIMIZERS = ("sgd", "adam")  # SGD + Nesterov; AdamW (Adam with decoupled weight decay)
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -100,8 +104,12 @@ def with_precision(model: keras.Model, name: str) -> keras.Model:
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """SGD + Nesterov (AdamW, Loshchilov & Hutter 2019, when fine-tuning pretrained weights) with warm-up
-    and cosine decay; no weight decay on BN and biases."""
+    """SGD + Nesterov, or AdamW (Loshchilov & Hutter 2019; ``optimizer="adam"``, and always when fine-tuning
+    pretrained weights), with warm-up and cosine decay; no weight decay on BN and biases.
+
+    Raises:
+        TfcompressError: an optimizer not in :data:`OPTIMIZERS`.
+    """
     warmup = config.warmup_epochs * steps_per_epoch
     total = max(config.epochs * steps_per_epoch - warmup, 1)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -110,7 +118,10 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
         warmup_target=config.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
-    if config.pretrained:  # SGD diverges from frozen-BN ImageNet weights (README); Adam scales each step
+    if config.optimizer not in OPTIMIZERS:
+        raise TfcompressError(f"unknown optimizer {config.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
+    # SGD diverges from frozen-BN ImageNet weights (README) and stalls binary nets; Adam scales each step
+    if config.pretrained or config.optimizer == "adam":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     else:
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)

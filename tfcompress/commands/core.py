@@ -34,7 +34,18 @@ non_negative_float = bounded_number(float, 0.0, strict=False)
 positive_float = bounded_number(float, 0.0, strict=True)
 
 
-RECIPE_OPTIONS = ("image_size", "epochs", "batch_size", "learning_rate", "seed", "label_smoothing", "mixup", "cutmix")
+RECIPE_OPTIONS = (
+    "image_size",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "weight_decay",
+    "seed",
+    "label_smoothing",
+    "mixup",
+    "cutmix",
+)
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, epochs: int = 80) -> None:
@@ -42,7 +53,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, epochs: int = 80) -> N
     parser.add_argument("--image-size", type=positive_int, default=96)
     parser.add_argument("--epochs", type=positive_int, default=epochs)
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--learning-rate", type=float, default=0.1, help="peak learning rate (after warm-up)")
+    parser.add_argument(
+        "--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd: SGD + Nesterov 0.9; adam: AdamW (binary nets)"
+    )
+    parser.add_argument(
+        "--weight-decay", type=non_negative_float, default=5e-4, help="decoupled weight decay (not on BN or biases)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy (0: none)"
@@ -176,6 +193,7 @@ def _convert(args: argparse.Namespace) -> None:
         calibration_data=args.calibration_data,
         force=args.force,
         sparse=False if args.no_sparse else None,
+        int8_weights=args.int8_weights,
     )
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
@@ -245,6 +263,12 @@ def add_commands(subparsers) -> None:
         action="store_true",
         help="full-integer post-training quantization; composes with plain Keras layers (pruned, slimmed, "
         "factorized models), refused for layers lowered to custom ops (PQ, shared weights, binary)",
+    )
+    convert.add_argument(
+        "--int8-weights",
+        action="store_true",
+        help="dynamic-range quantization: int8 kernels for the plain Conv/Dense layers, float activations; "
+        "composes with custom ops (the float stem, shortcuts and classifier of a binary net)",
     )
     convert.add_argument(
         "--calibration-data",

@@ -38,7 +38,10 @@ def _distill(args: argparse.Namespace) -> None:
 
         student = load_keras_model(args.student)
         config.model = Path(args.student).stem
-    distill(
+    train = distill
+    if args.real_to_binary:
+        from tfcompress.binary.real_to_binary import real_to_binary as train
+    train(
         args.output,
         args.teacher,
         args.data,
@@ -83,6 +86,12 @@ def add_commands(subparsers) -> None:
         action="append",
         metavar="TEACHER_LAYER[:STUDENT_LAYER]",
         help="add an attention-transfer term between two layers of equal spatial size (repeatable)",
+    )
+    parser.add_argument(
+        "--real-to-binary",
+        action="store_true",
+        help="binary student: train in two stages of --epochs each, binary activations with real weights, then "
+        "binary weights from there (Martinez et al. 2020); stage 1's model is kept in --backup-dir",
     )
     add_device_arguments(parser)
     parser.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")

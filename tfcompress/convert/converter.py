@@ -182,6 +182,7 @@ def to_tflite(
     calibration: np.ndarray | None = None,
     flatbuffer_passes: bool = True,
     sparse: bool | None = None,
+    int8_weights: bool = False,
 ) -> bytes:
     """Convert ``model`` to a ``.tflite`` flatbuffer.
 
@@ -196,11 +197,17 @@ def to_tflite(
             ``None`` (default): when :func:`sparse_fraction` >= :data:`SPARSE_THRESHOLD`.
             With ``int8`` the sparse file is checked in the runtime and replaced by the dense
             int8 file, with a warning, when it fails (see the module docstring).
+        int8_weights: dynamic-range quantization: the kernels of the plain Conv/Dense layers
+            (over 1,024 weights) stored in int8 with a float scale per output channel,
+            activations float; it composes with the custom ops (the float stem, shortcuts and
+            classifier of a binary net), needs no calibration and excludes ``int8``.
 
     Raises:
         TfcompressError: int8 with layers lowered to custom ops (:func:`int8_blockers`),
             without calibration data, or with calibration images of the wrong shape.
     """
+    if int8 and int8_weights:
+        raise TfcompressError("choose one of int8 (full-integer) and int8 weights (dynamic range)")
     if int8:
         check_int8(model)
         _check_calibration(model, calibration)
@@ -208,7 +215,7 @@ def to_tflite(
         sparse = sparse_fraction(model) >= SPARSE_THRESHOLD
     with tempfile.TemporaryDirectory() as saved_model:
         _export_saved_model(model, saved_model)
-        tflite_bytes = _convert_saved_model(saved_model, int8, calibration, sparse)
+        tflite_bytes = _convert_saved_model(saved_model, int8, calibration, sparse, int8_weights)
         if int8 and sparse:
             dense = _convert_saved_model(saved_model, int8, calibration)
             tflite_bytes = _checked_sparse_int8(tflite_bytes, dense, calibration[:SPARSE_INT8_CHECK_IMAGES])
@@ -225,12 +232,14 @@ def _check_calibration(model: keras.Model, calibration: np.ndarray | None) -> No
         )
 
 
-def _convert_saved_model(saved_model: str, int8: bool, calibration: np.ndarray | None, sparse: bool = False) -> bytes:
+def _convert_saved_model(
+    saved_model: str, int8: bool, calibration: np.ndarray | None, sparse: bool = False, int8_weights: bool = False
+) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.allow_custom_ops = True
-    converter.optimizations = [tf.lite.Optimize.DEFAULT] if int8 else []
+    converter.optimizations = [tf.lite.Optimize.DEFAULT] if int8 or int8_weights else []
     if sparse:
         converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     if int8:
@@ -275,6 +284,7 @@ def convert(
     calibration_images: int = 200,
     force: bool = False,
     sparse: bool | None = None,
+    int8_weights: bool = False,
 ) -> Path:
     """Convert a Keras model (object or ``.keras`` path) and write the ``.tflite`` atomically.
 
@@ -287,8 +297,11 @@ def convert(
         calibration_images: how many training images calibrate the int8 ranges.
         force: overwrite ``output``.
         sparse: sparse weights (see :func:`to_tflite`; ``None``: by :func:`sparse_fraction`).
+        int8_weights: int8 kernels, float activations (dynamic range; see :func:`to_tflite`).
     """
     check_output_path(output, force)
+    if int8 and int8_weights:
+        raise TfcompressError("choose one of int8 (full-integer) and int8 weights (dynamic range)")
     if not isinstance(model, keras.Model):
         model = load_keras_model(model)
     calibration = None
@@ -299,4 +312,5 @@ def convert(
 
         size = model.inputs[0].shape[1]
         calibration = load_split(calibration_data, "train", size, limit=calibration_images).images
-    return write_bytes_atomic(output, to_tflite(model, int8=int8, calibration=calibration, sparse=sparse), force)
+    tflite_bytes = to_tflite(model, int8=int8, calibration=calibration, sparse=sparse, int8_weights=int8_weights)
+    return write_bytes_atomic(output, tflite_bytes, force)

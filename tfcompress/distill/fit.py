@@ -51,7 +51,12 @@ class DistillConfig(TrainConfig):
     teacher_precision: str = "float32"
 
 
-def _zoo_width(model: str, width: float) -> float | int:
+def zoo_width(model: str, width: float) -> float | int:
+    """``width`` as the zoo builder of ``model`` takes it: a multiplier (MobileNets) or a channel count.
+
+    Raises:
+        TfcompressError: a fractional channel count.
+    """
     if model.startswith("mobilenet"):
         return float(width)
     if float(width) != int(width):
@@ -128,7 +133,7 @@ def distill(
             teacher_model = with_precision(teacher_model, config.teacher_precision)
         if student is None:
             # A pretrained-zoo architecture (EfficientNet-Lite0) is fixed: no width; trained from scratch here.
-            options = {} if config.model in PRETRAINED_MODELS else {"width": _zoo_width(config.model, config.width)}
+            options = {} if config.model in PRETRAINED_MODELS else {"width": zoo_width(config.model, config.width)}
             student = build_model(config.model, num_classes=classes, image_size=config.image_size, **options)
         trained = resized_input(student, data_size)
         distiller = build_distiller(
