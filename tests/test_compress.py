@@ -81,6 +81,30 @@ def test_every_recipe_writes_a_smaller_file_that_matches_its_keras_model(tiny, r
             assert "BatchNorm" not in card and not any(same)
 
 
+def test_the_binary_recipe_distills_a_binary_student_with_int8_weights_around_its_binary_convs(tiny):
+    from tfcompress.binary.real_to_binary import STAGE1_FILE
+    from tfcompress.convert import load_keras_model, to_tflite
+    from tfcompress.data import load_split
+    from tfcompress.evaluate import TFLiteClassifier
+
+    root, data = tiny
+    assert run_compress(root, data, "binary", "binary", "--set", "binary.width=8", "--json", str(root / "b.json")) == 0
+    result = json.loads((root / "b.json").read_text())
+    assert [stage["method"] for stage in result["stages"]] == ["binary"]
+    summary = result["stages"][0]["summary"]
+    assert "two stages of 1 epoch(s)" in summary and "stage2_block1_out->stage1_block2_unit2_add" in summary
+    student = load_keras_model(root / "binary.keras")
+    kernels = {layer.kernel_quantizer.name for layer in student.layers if type(layer).__name__ == "BinaryConv2D"}
+    assert kernels == {"magnitude_aware_sign"} and student.output_shape == (None, 3)
+    assert len(list(root.glob(f"binary.work/1-binary-*/{STAGE1_FILE}"))) == 1  # stage 1 kept for a resume
+    tflite = (root / "binary.tflite").read_bytes()
+    assert b"TfcBinaryConv2D" in tflite and len(tflite) < len(to_tflite(student))  # float parts: int8 weights
+    images = load_split(data, "test", 24).images
+    expected = np.asarray(student(images.astype(np.float32), training=False))
+    np.testing.assert_allclose(TFLiteClassifier(model_content=tflite).predict(images), expected,
+                               atol=0.15 * np.abs(expected).max())  # fmt: skip
+
+
 def test_an_interrupted_run_resumes_to_the_same_file(tiny, monkeypatch, capsys):
     from tfcompress.compress import stages
 
@@ -121,6 +145,9 @@ def test_outputs_are_never_replaced_without_force(tiny, capsys):
     [
         (["--recipe", "pq+int8"], "int8 cannot follow pq"),
         (["--recipe", "dc+int8"], "int8 cannot follow share"),
+        (["--recipe", "binary+int8"], "int8 cannot follow binary"),
+        (["--recipe", "slim+binary"], "binary trains a new binary student from the model; it is a recipe of its own"),
+        (["--recipe", "binary", "--set", "binary.attention=some"], "option binary.attention must be auto or none"),
         (["--recipe", "zip"], "unknown recipe 'zip'"),
         (["--recipe", "pq", "--set", "pq.bits=3"], "stage 'pq' has no option 'bits'"),
         (["--recipe", "pq", "--set", "prune.sparsity=0.5"], "recipe 'pq' has no 'prune' stage"),

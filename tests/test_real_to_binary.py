@@ -128,3 +128,16 @@ def test_int8_weights_shrink_the_float_parts_of_a_binary_net_and_keep_its_output
     assert len(float_file) - len(int8_file) > 2.5 * projections  # the 1x1 shortcuts' weights: 4 bytes -> 1
     with pytest.raises(TfcompressError, match="choose one of int8"):
         convert(model, tmp_path / "x.tflite", int8=True, int8_weights=True)
+
+
+def test_auto_attention_pairs_each_resolution_of_the_binary_body_with_the_teachers_stage_end():
+    from tfcompress.binary.real_to_binary import spatial_attention_pairs
+
+    teacher = build_model("resnet18", num_classes=5, image_size=96, width=8)
+    student = build_model("binary_resnet18", num_classes=5, image_size=96, width=8)
+    assert spatial_attention_pairs(teacher, student) == [
+        ("stage2_block2_out", "stage1_block2_unit2_add"),  # 24 x 24: the student's stem pools to it
+        ("stage3_block2_out", "stage2_block2_unit2_add"),
+        ("stage4_block2_out", "stage3_block2_unit2_add"),  # 6 x 6; the student's 3 x 3 stage has no partner
+    ]
+    assert spatial_attention_pairs(teacher, build_model("resnet8", num_classes=5, image_size=96, width=8)) == []

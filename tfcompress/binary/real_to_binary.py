@@ -74,13 +74,37 @@ def binary_student(template: keras.Model, weights_from: keras.Model) -> keras.Mo
     return binary
 
 
+def _last_layer_per_size(model: keras.Model, start: int = 0) -> dict[int, str]:
+    """For each spatial size of the 4-D outputs of ``model.layers[start:]``, the last layer with that size."""
+    sizes: dict[int, str] = {}
+    for layer in model.layers[start:]:
+        shape = layer.output.shape if hasattr(layer, "output") else None
+        if shape is not None and len(shape) == 4 and shape[1] is not None:
+            sizes[int(shape[1])] = layer.name
+    return sizes
+
+
+def spatial_attention_pairs(teacher: keras.Model, student: keras.Model) -> list[tuple[str, str]]:
+    """Attention-matching pairs at every resolution the teacher and the student's binary body share.
+
+    For each spatial size reached by the student after its first binary layer, the last layer
+    of that size in the student is paired with the last layer of that size in the teacher (the
+    ends of their stages, as Real-to-Binary matches block outputs).
+    """
+    first_binary = next(
+        (i for i, layer in enumerate(student.layers) if type(layer).__name__ in BINARY_LAYERS), len(student.layers)
+    )
+    ours, theirs = _last_layer_per_size(student, first_binary), _last_layer_per_size(teacher)
+    return [(theirs[size], ours[size]) for size in sorted(ours, reverse=True) if size in theirs]
+
+
 def real_to_binary(
     output: str | os.PathLike,
     teacher: keras.Model | str | os.PathLike,
     data_dir: str | os.PathLike | None,
     config: DistillConfig,
     student: keras.Model | None = None,
-    attention_pairs: LayerPairs | None = None,
+    attention_pairs: LayerPairs | str | None = "auto",
     devices: DeviceRequest = None,
     backup_dir: str | os.PathLike | None = None,
     force: bool = False,
@@ -96,7 +120,9 @@ def real_to_binary(
 
     Args:
         output: the binary student ``.keras`` (refused if it exists, unless ``force``).
-        teacher, data_dir, attention_pairs, devices, limit, verbose: as in :func:`tfcompress.distill.distill`.
+        teacher, data_dir, devices, limit, verbose: as in :func:`tfcompress.distill.distill`.
+        attention_pairs: ``[(teacher layer, student layer), ...]`` to match attention maps;
+            ``"auto"``: :func:`spatial_attention_pairs`; None: soft targets only.
         config: the student (``model``, ``width``, ``image_size``) and the recipe of both stages.
         student: a binary model to train instead of the zoo's (its weights are the start of stage 1).
         backup_dir: resumable state of both stages (a temporary folder when None).
@@ -115,6 +141,8 @@ def real_to_binary(
         student = build_model(
             config.model, num_classes=classes, image_size=config.image_size, width=zoo_width(config.model, config.width)
         )
+    if attention_pairs == "auto":
+        attention_pairs = spatial_attention_pairs(teacher_model, student) or None
     stage1_student = real_weights_student(student)
     with tempfile.TemporaryDirectory(prefix="tfcompress-r2b-") as scratch:
         work = Path(backup_dir) if backup_dir is not None else Path(scratch)

@@ -38,16 +38,18 @@ def _distill(args: argparse.Namespace) -> None:
 
         student = load_keras_model(args.student)
         config.model = Path(args.student).stem
-    train = distill
+    train, attention = distill, args.attention or None
     if args.real_to_binary:
         from tfcompress.binary.real_to_binary import real_to_binary as train
+
+        attention = args.attention or "auto"
     train(
         args.output,
         args.teacher,
         args.data,
         config,
         student=student,
-        attention_pairs=args.attention or None,
+        attention_pairs=attention,
         devices=args.devices,
         backup_dir=args.backup_dir,
         force=args.force,
@@ -91,7 +93,8 @@ def add_commands(subparsers) -> None:
         "--real-to-binary",
         action="store_true",
         help="binary student: train in two stages of --epochs each, binary activations with real weights, then "
-        "binary weights from there (Martinez et al. 2020); stage 1's model is kept in --backup-dir",
+        "binary weights from there (Martinez et al. 2020); without --attention, attention maps are matched at every "
+        "resolution the two share; stage 1's model is kept in --backup-dir",
     )
     add_device_arguments(parser)
     parser.add_argument("--backup-dir", help="keep resumable state here (resume by running the same command again)")

@@ -221,7 +221,8 @@ def run_stages(
 
 
 def convert_result(model: keras.Model, recipe: Recipe, data_dir=None, limit: int | None = None) -> bytes:
-    """The ``.tflite`` bytes of ``model``: int8 when the recipe ends with ``int8``, sparse tensors when pruned."""
+    """The ``.tflite`` bytes of ``model``: int8 when the recipe ends with ``int8``, sparse tensors when pruned,
+    int8 weights for the float layers of a binary student."""
     from tfcompress.convert import to_tflite
 
     calibration = None
@@ -232,7 +233,8 @@ def convert_result(model: keras.Model, recipe: Recipe, data_dir=None, limit: int
         count = count if limit is None else min(count, limit)
         size = int(model.inputs[0].shape[1])
         calibration = load_split(data_dir, "train", size, limit=count).images
-    return to_tflite(model, int8=recipe.int8, calibration=calibration, sparse=None)
+    binary = any(stage.method == "binary" for stage in recipe.stages)  # its float parts: int8 weights
+    return to_tflite(model, int8=recipe.int8, calibration=calibration, sparse=None, int8_weights=binary)
 
 
 def input_tflite(model: keras.Model, work: Path, input_sha: str) -> Path:

@@ -4,7 +4,7 @@ A recipe is a list of :class:`Stage` (a method and its options). It is named in 
 ways:
 
 - a built-in name of :data:`BUILTIN_RECIPES` (``int8``, ``pq``, ``pruned``, ``dc``, ``slim``,
-  ``lowrank``);
+  ``lowrank``, ``binary``);
 - built-in names joined by ``+`` (``slim+dc``, ``slim+pq``, ``lowrank+int8``, ...): their
   stages one after the other, a stage that two parts share taken once;
 - a TOML file (``my.toml``) listing the stages, for example::
@@ -68,6 +68,19 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
         "temperature": 2.0,
         "batchnorm": "auto",
     },
+    # A binary student (Bi-Real ResNet-18 of the zoo) distilled from the input in Real-to-Binary's two stages
+    # (Martinez et al. 2020), ``epochs`` each, attention matched at every resolution the two share; its
+    # float stem, shortcuts and classifier get int8 weights in the file. A recipe of its own.
+    "binary": {
+        "student": "binary_resnet18",
+        "width": 32,
+        "epochs": 40,
+        "learning_rate": 2e-3,
+        "weight_decay": 1e-5,
+        "temperature": 4.0,
+        "alpha": 0.1,
+        "attention": "auto",
+    },
     # Full-integer post-training quantization by the TFLite converter (a conversion setting; last).
     "int8": {"calibration_images": 200},
 }
@@ -80,10 +93,10 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
 BATCHNORM_MODES = ("auto", "update", "freeze")
 
 #: Stages whose layers become ``Tfc*`` custom ops: int8 conversion cannot follow them.
-CUSTOM_OP_STAGES = ("pq", "share")
+CUSTOM_OP_STAGES = ("pq", "share", "binary")
 
 #: Stages that train (and so take ``--epochs``).
-TRAINING_STAGES = ("slim", "lowrank", "prune", "share", "pq")
+TRAINING_STAGES = ("slim", "lowrank", "prune", "share", "pq", "binary")
 
 #: The built-in recipes; ``a+b`` composes them.
 BUILTIN_RECIPES: dict[str, tuple[str, ...]] = {
@@ -93,6 +106,7 @@ BUILTIN_RECIPES: dict[str, tuple[str, ...]] = {
     "dc": ("prune", "share"),
     "slim": ("slim",),
     "lowrank": ("lowrank",),
+    "binary": ("binary",),
 }
 
 #: One line per built-in recipe, for ``--help`` and the card.
@@ -103,6 +117,7 @@ RECIPE_DESCRIPTIONS = {
     "dc": "Deep Compression: prune, share weights (5 bits), Huffman-code (TfcSparseDecode)",
     "slim": "Network Slimming: remove half of the BatchNorm channels (stock ops, faster)",
     "lowrank": "Tucker-2 / SVD factorization to 60% of the MACs (stock ops, faster)",
+    "binary": "a binary ResNet-18 distilled from the model, Real-to-Binary (TfcBinaryConv2D, int8 weights elsewhere)",
 }
 
 
@@ -211,6 +226,10 @@ def check_order(recipe: Recipe) -> Recipe:
                 "(their layers become tfcompress custom ops, which the int8 converter cannot quantize); "
                 "int8 composes with slim, lowrank and prune"
             )
+    if "binary" in methods and len(methods) > 1:
+        raise TfcompressError(
+            f"recipe {recipe.name!r}: binary trains a new binary student from the model; it is a recipe of its own"
+        )
     if methods.count("share") and methods.index("share") != len(methods) - 1 - recipe.int8:
         raise TfcompressError(f"recipe {recipe.name!r}: share must be the last stage (it makes custom-op layers)")
     if methods.count("pq") and methods.index("pq") != len(methods) - 1:

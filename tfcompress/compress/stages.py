@@ -250,6 +250,50 @@ def run_pq(model: keras.Model, stage: Stage, context: StageContext) -> StageResu
     return StageResult(student, summary, _as_messages(getattr(quantizer, "skipped", [])))
 
 
+def run_binary(model: keras.Model, stage: Stage, context: StageContext) -> StageResult:
+    """A binary student distilled from ``context.teacher`` in two stages (Real-to-Binary, Martinez et al. 2020).
+
+    The student is the zoo's ``student`` at ``width`` and at the input size of ``model``;
+    ``attention = "auto"`` pairs every resolution the teacher and the binary body share
+    (:func:`tfcompress.binary.real_to_binary.spatial_attention_pairs`), ``"none"`` uses soft targets only.
+    """
+    from tfcompress.binary.real_to_binary import real_to_binary, spatial_attention_pairs
+    from tfcompress.distill import DistillConfig
+    from tfcompress.errors import TfcompressError
+    from tfcompress.models import build_model
+
+    size, classes = int(model.inputs[0].shape[1]), int(model.outputs[0].shape[-1])
+    student = build_model(
+        str(stage.option("student")), num_classes=classes, image_size=size, width=int(stage.option("width"))
+    )
+    attention = str(stage.option("attention"))
+    if attention not in ("auto", "none"):
+        raise TfcompressError(f"option binary.attention must be auto or none, got {attention!r}")
+    pairs = spatial_attention_pairs(context.teacher, student) if attention == "auto" else []
+    config = DistillConfig(
+        model=student.name,
+        image_size=size,
+        epochs=int(stage.option("epochs")),
+        learning_rate=float(stage.option("learning_rate")),
+        weight_decay=float(stage.option("weight_decay")),
+        optimizer="adam",
+        temperature=float(stage.option("temperature")),
+        alpha=float(stage.option("alpha")),
+        seed=context.seed,
+    )
+    trained = real_to_binary(
+        context.work / "binary.keras", context.teacher, context.data_dir, config, student=student,
+        attention_pairs=pairs or None, devices=context.devices, backup_dir=context.work, force=True,
+        limit=context.limit, verbose=context.verbose,
+    )  # fmt: skip
+    matched = ", ".join(f"{t}->{s}" for t, s in pairs) or "none"
+    summary = (
+        f"{student.name} (width {stage.option('width')}) distilled in two stages of {config.epochs} epoch(s) "
+        f"(real weights, then binary); attention matched: {matched}"
+    )
+    return StageResult(trained, summary)
+
+
 #: The runner of each stage method (``int8`` is a conversion setting, not a runner).
 RUNNERS: dict[str, Callable[[keras.Model, Stage, StageContext], StageResult]] = {
     "slim": run_slim,
@@ -257,6 +301,7 @@ RUNNERS: dict[str, Callable[[keras.Model, Stage, StageContext], StageResult]] = 
     "prune": run_prune,
     "share": run_share,
     "pq": run_pq,
+    "binary": run_binary,
 }
 
 
