@@ -41,7 +41,7 @@ METHODS = {
     "flowers_dc": "Deep Compression of the slimmed model: pruning + k-means sharing + Huffman (Han et al. 2016)",
     "flowers_slim": "Network Slimming channel pruning (Liu et al. 2017)",
     "flowers_lowrank": "Tucker-2 / SVD factorization, distilled finetune",
-    "flowers_binary": "Bi-Real-style binary ResNet-18 (Liu et al. 2018)",
+    "flowers_binary": "binary ResNet-18 distilled in two stages (Real-to-Binary, Martinez et al. 2020)",
     "flowers_effnet_lite0": "EfficientNet-Lite0 from ImageNet weights, fine-tuned (LP-FT); not compressed",
     "flowers_effnet_lite0_int8": "`tfcompress compress --recipe int8` of EfficientNet-Lite0: the apps' default model",
     "flowers_effnet_lite0_pq": "`tfcompress compress --recipe pq` of EfficientNet-Lite0 (block size auto: d=2 for 1x1)",

@@ -4,7 +4,7 @@
 
 The steps (:data:`STEPS`) and their order: the float teacher; its float and int8 ``.tflite``;
 then, from the teacher, PQ, pruning, Network Slimming (then Deep Compression from the slimmed
-model), low-rank and the two students; the binary network (trained from scratch) and its
+model), low-rank and the two students; the binary network (distilled from the teacher) and its
 ``.tflite``. Each step runs an existing script of ``scripts/`` with the arguments of the
 ``scripts/NAME.py ...`` command(s) its model card records (``models/<model>.md``, read now,
 so a re-made card is followed; the binary ``.tflite`` step runs ``tfcompress convert``), or the
@@ -82,10 +82,9 @@ STEPS: tuple[Step, ...] = (
         "slim",
         ("flowers_slim.keras", "flowers_slim.tflite"),
         ("float",),
-        "make_flowers_slim.py",
-        ("flowers_slim",),
-        (),
-        True,
+        cards=("flowers_slim",),
+        writes_card=True,
+        compress=True,
     ),
     Step(  # recipe models/flowers_dc.toml
         "dc",
@@ -154,18 +153,24 @@ STEPS: tuple[Step, ...] = (
         writes_card=True,
         compress=True,
     ),
-    Step("binary", ("flowers_binary.keras",), (), "train_flowers_binary.py", ("flowers_binary",)),
+    Step(  # Real-to-Binary: two stages of 80 epochs distilled from the float model (models/flowers_binary.md)
+        "binary",
+        ("flowers_binary.keras",),
+        ("float",),
+        fixed=(
+            *("-m", "tfcompress.cli", "distill", "--teacher", "models/flowers_float.keras", "--student"),
+            *("binary_resnet18", "--width", "32", "--real-to-binary", "--optimizer", "adam", "--learning-rate"),
+            *("2e-3", "--weight-decay", "1e-5", "--epochs", "80", "--backup-dir", "models/.work/r2b"),
+            *("-o", "models/flowers_binary.keras"),
+        ),
+    ),
     Step(
         "binary_tflite",
         ("flowers_binary.tflite",),
         ("binary",),
         fixed=(
-            "-m",
-            "tfcompress.cli",
-            "convert",
-            "models/flowers_binary.keras",
-            "-o",
-            "models/flowers_binary.tflite",
+            *("-m", "tfcompress.cli", "convert", "models/flowers_binary.keras", "--int8-weights"),
+            *("-o", "models/flowers_binary.tflite"),
         ),
     ),
     Step(

@@ -13,7 +13,7 @@ from script_command import invoked_command
 
 def test_recorded_command_keeps_every_argument_but_force_and_quotes_spaces():
     command = invoked_command(
-        "scripts/make_flowers_slim.py", ["--epochs", "3", "--force", "--work", "a b", "--card-only"]
+        "scripts/make_flowers_lowrank.py", ["--epochs", "3", "--force", "--work", "a b", "--card-only"]
     )
-    assert command == "nice -n 5 .venv/bin/python scripts/make_flowers_slim.py --epochs 3 --work 'a b'"
+    assert command == "nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --epochs 3 --work 'a b'"
     assert shlex.split(command)[5:] == ["--epochs", "3", "--work", "a b"]
