@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECIPES = ("int8", "pq", "pruned", "dc", "slim", "lowrank", "slim+dc", "slim+pq", "slim+int8", "lowrank+int8",
-           "pruned+int8")  # fmt: skip
+           "pruned+int8", "binary")  # fmt: skip
 BUDGETS = {"bytes400k": ["--target-bytes", "400000", "--max-drop", "1.0"],
            "speedup3": ["--target-speedup", "3", "--max-drop", "1.0"]}  # fmt: skip
 

@@ -141,3 +141,12 @@ def test_auto_attention_pairs_each_resolution_of_the_binary_body_with_the_teache
         ("stage4_block2_out", "stage3_block2_unit2_add"),  # 6 x 6; the student's 3 x 3 stage has no partner
     ]
     assert spatial_attention_pairs(teacher, build_model("resnet8", num_classes=5, image_size=96, width=8)) == []
+
+
+def test_binary_width_auto_is_the_stem_of_the_model():
+    from tfcompress.compress.stages import binary_width
+
+    assert binary_width(build_model("resnet8", num_classes=3, image_size=24, width=12), "auto") == 12
+    assert binary_width(build_model("resnet8", num_classes=3, image_size=24, width=12), "48") == 48
+    with pytest.raises(TfcompressError, match=r"option binary\.width must be auto or a channel count, got 'wide'"):
+        binary_width(build_model("resnet8", num_classes=3, image_size=24, width=12), "wide")

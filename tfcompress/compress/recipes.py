@@ -71,9 +71,10 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
     # A binary student (Bi-Real ResNet-18 of the zoo) distilled from the input in Real-to-Binary's two stages
     # (Martinez et al. 2020), ``epochs`` each, attention matched at every resolution the two share; its
     # float stem, shortcuts and classifier get int8 weights in the file. A recipe of its own.
+    # ``width = "auto"``: the filters of the model's first convolution (its stem), else a channel count.
     "binary": {
         "student": "binary_resnet18",
-        "width": 32,
+        "width": "auto",
         "epochs": 40,
         "learning_rate": 2e-3,
         "weight_decay": 1e-5,

@@ -250,10 +250,28 @@ def run_pq(model: keras.Model, stage: Stage, context: StageContext) -> StageResu
     return StageResult(student, summary, _as_messages(getattr(quantizer, "skipped", [])))
 
 
+def binary_width(model: keras.Model, option: str) -> int:
+    """The binary student's base width: ``option`` as a channel count, or for ``"auto"`` the filters of the
+    first ``Conv2D`` of ``model`` (as wide as its stem; 32 when it has none).
+
+    Raises:
+        TfcompressError: ``option`` is neither ``"auto"`` nor a positive integer.
+    """
+    from tfcompress.errors import TfcompressError
+
+    if option == "auto":
+        convs = (layer for layer in model.layers if type(layer) is keras.layers.Conv2D)
+        first = next(convs, None)
+        return int(first.filters) if first is not None else 32
+    if not option.isdigit() or int(option) == 0:
+        raise TfcompressError(f"option binary.width must be auto or a channel count, got {option!r}")
+    return int(option)
+
+
 def run_binary(model: keras.Model, stage: Stage, context: StageContext) -> StageResult:
     """A binary student distilled from ``context.teacher`` in two stages (Real-to-Binary, Martinez et al. 2020).
 
-    The student is the zoo's ``student`` at ``width`` and at the input size of ``model``;
+    The student is the zoo's ``student`` at ``width`` (:func:`binary_width`) and at the input size of ``model``;
     ``attention = "auto"`` pairs every resolution the teacher and the binary body share
     (:func:`tfcompress.binary.real_to_binary.spatial_attention_pairs`), ``"none"`` uses soft targets only.
     """
@@ -263,9 +281,8 @@ def run_binary(model: keras.Model, stage: Stage, context: StageContext) -> Stage
     from tfcompress.models import build_model
 
     size, classes = int(model.inputs[0].shape[1]), int(model.outputs[0].shape[-1])
-    student = build_model(
-        str(stage.option("student")), num_classes=classes, image_size=size, width=int(stage.option("width"))
-    )
+    width = binary_width(model, str(stage.option("width")))
+    student = build_model(str(stage.option("student")), num_classes=classes, image_size=size, width=width)
     attention = str(stage.option("attention"))
     if attention not in ("auto", "none"):
         raise TfcompressError(f"option binary.attention must be auto or none, got {attention!r}")
@@ -288,7 +305,7 @@ def run_binary(model: keras.Model, stage: Stage, context: StageContext) -> Stage
     )  # fmt: skip
     matched = ", ".join(f"{t}->{s}" for t, s in pairs) or "none"
     summary = (
-        f"{student.name} (width {stage.option('width')}) distilled in two stages of {config.epochs} epoch(s) "
+        f"{student.name} (width {width}) distilled in two stages of {config.epochs} epoch(s) "
         f"(real weights, then binary); attention matched: {matched}"
     )
     return StageResult(trained, summary)
