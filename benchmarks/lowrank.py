@@ -1,6 +1,6 @@
 """Low-rank factorization figures on the flowers ResNet-18 (models/flowers_float.keras).
 
-    nice -n 5 .venv/bin/python benchmarks/lowrank.py [--parts shipped,methods,curve]
+    nice -n 5 .venv/bin/python benchmarks/lowrank.py [--parts shipped,methods,latency]
 
 Writes ``benchmarks/results/lowrank.json`` and ``lowrank.md`` (overwritten; parts not run
 keep their previous entries).
@@ -16,9 +16,6 @@ keep their previous entries).
 - ``latency``: Tucker-2 at uniform rank fractions (0.375, 0.5, 0.625 of every 3x3 conv's
   channels, stem excluded) against float: MAC ratio and TFLite latency at 1 and 2 threads
   (alternating repeated medians). Latency does not depend on the weights.
-- ``curve``: from the Tucker-2 search table of ``scripts/make_flowers_lowrank.py``, the plan
-  for each MAC target; its top-1 (test, Keras, before finetune) and TFLite latency at 1
-  thread; plus the shipped finetuned point.
 """
 
 from __future__ import annotations
@@ -178,63 +175,6 @@ def part_methods(teacher, args) -> dict:
     return out
 
 
-def part_curve(teacher, args) -> dict:
-    import keras
-
-    from tfcompress.convert import convert
-    from tfcompress.lowrank import Candidate, Target, apply_plan, model_macs, select_plan, top1_evaluator
-    from tfcompress.lowrank.latency import tflite_latency_ms
-
-    table_path = args.work / "search_table_tucker2_macs_drop.json"
-    raw = json.loads(table_path.read_text())
-    table = {
-        n: [Candidate(tuple(r) if isinstance(r, list) else r, s, d) for r, s, d in rows] for n, rows in raw.items()
-    }
-    size = int(teacher.inputs[0].shape[1])
-    evaluate = top1_evaluator(None, size, None, split="test")
-    baseline = float(model_macs(teacher))
-    float_tflite = args.work / "flowers_float.tflite"
-    if not float_tflite.is_file():
-        convert(teacher, float_tflite)
-    base_latency = statistics.median(tflite_latency_ms(teacher, 1, runs=args.runs) for _ in range(3))
-    points = [
-        {
-            "target_macs": 1.0,
-            "macs_ratio": 1.0,
-            "top1_test": evaluate(teacher),
-            "latency_1t_ms": base_latency,
-            "finetuned": False,
-        }
-    ]
-    for ratio in CURVE_TARGETS:
-        result = select_plan(teacher, "tucker2", Target("macs", ratio), table, baseline)
-        factored = apply_plan(teacher, result.plan)
-        latency = statistics.median(tflite_latency_ms(factored, 1, runs=args.runs) for _ in range(3))
-        points.append(
-            {
-                "target_macs": ratio,
-                "macs_ratio": model_macs(factored) / baseline,
-                "top1_test": evaluate(factored),
-                "latency_1t_ms": latency,
-                "finetuned": False,
-            }
-        )
-        print(points[-1], flush=True)
-    if args.shipped.with_suffix(".keras").is_file():
-        shipped = keras.models.load_model(args.shipped.with_suffix(".keras"))
-        latency = statistics.median(tflite_latency_ms(shipped, 1, runs=args.runs) for _ in range(3))
-        points.append(
-            {
-                "target_macs": None,
-                "macs_ratio": model_macs(shipped) / baseline,
-                "top1_test": evaluate(shipped),
-                "latency_1t_ms": latency,
-                "finetuned": True,
-            }
-        )
-    return {"points": points}
-
-
 def part_latency(teacher, args) -> dict:
     """Latency of Tucker-2 plans at uniform rank fractions of every 3x3 conv but the stem.
 
@@ -326,34 +266,19 @@ def markdown(results: dict) -> str:
                 f"| {probe['speedup_2t'][name]:.2f}x |"
             )
         lines.append("")
-    curve = results.get("curve")
-    if curve:
-        lines += [
-            "## Accuracy / latency over MAC targets (Tucker-2, greedy search)",
-            "",
-            "| target MACs | MACs ratio | top-1 test (Keras) | latency 1 thread (ms) | finetuned |",
-            "|---|---|---|---|---|",
-        ]
-        for p in curve["points"]:
-            target = "-" if p["target_macs"] is None else f"{p['target_macs']:g}"
-            lines.append(
-                f"| {target} | {p['macs_ratio']:.3f} | {100 * p['top1_test']:.2f}% | {p['latency_1t_ms']:.2f} "
-                f"| {'yes' if p['finetuned'] else 'no'} |"
-            )
-        lines.append("")
-    parts = ",".join(part for part in ("shipped", "methods", "latency", "curve") if part in results)
+    parts = ",".join(part for part in ("shipped", "methods", "latency") if part in results)
     lines.append(f"Reproduce: `nice -n 5 .venv/bin/python benchmarks/lowrank.py --parts {parts}`.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="shipped,methods,curve")
+    parser.add_argument("--parts", default="shipped,methods")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--teacher", type=Path, default=TEACHER)
     parser.add_argument("--shipped", type=Path, default=SHIPPED, help="shipped model, without suffix")
-    parser.add_argument("--work", type=Path, default=WORK, help="state of scripts/make_flowers_lowrank.py")
+    parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (float and probe .tflite files)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--fractions", type=lambda v: [float(x) for x in v.split(",")], default=[0.375, 0.5, 0.625])
     args = parser.parse_args()
@@ -363,7 +288,7 @@ def main() -> None:
 
     teacher = load_keras_model(args.teacher)
     json_path = args.results / "lowrank.json"
-    parts = {"shipped": part_shipped, "methods": part_methods, "curve": part_curve, "latency": part_latency}
+    parts = {"shipped": part_shipped, "methods": part_methods, "latency": part_latency}
     results: dict = {}
     for part in args.parts.split(","):
         value = parts[part](teacher, args)

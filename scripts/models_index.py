@@ -40,7 +40,7 @@ METHODS = {
     "flowers_pruned": "unstructured magnitude pruning (Zhu & Gupta 2017), TFLite sparse tensors",
     "flowers_dc": "Deep Compression of the slimmed model: pruning + k-means sharing + Huffman (Han et al. 2016)",
     "flowers_slim": "Network Slimming channel pruning (Liu et al. 2017)",
-    "flowers_lowrank": "Tucker-2 / SVD factorization, distilled finetune",
+    "flowers_lowrank": "Tucker-2 / SVD factorization, distilled finetune (tfcompress compress --recipe lowrank)",
     "flowers_binary": "binary ResNet-18 distilled in two stages (Real-to-Binary, Martinez et al. 2020)",
     "flowers_effnet_lite0": "EfficientNet-Lite0 from ImageNet weights, fine-tuned (LP-FT); not compressed",
     "flowers_effnet_lite0_int8": "`tfcompress compress --recipe int8` of EfficientNet-Lite0: the apps' default model",

@@ -98,10 +98,9 @@ STEPS: tuple[Step, ...] = (
         "lowrank",
         ("flowers_lowrank.keras", "flowers_lowrank.tflite"),
         ("float",),
-        "make_flowers_lowrank.py",
-        ("flowers_lowrank",),
-        (),
-        True,
+        cards=("flowers_lowrank",),
+        writes_card=True,
+        compress=True,
     ),
     Step(
         "slim_pq",

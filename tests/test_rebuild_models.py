@@ -52,8 +52,8 @@ CARDS = {
     "models/flowers_dc.tflite`\n",
     "flowers_slim": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim --set "
     "slim.penalty_epochs=4 -o models/flowers_slim.tflite`\n",
-    "flowers_lowrank": "Made by:\n\n    nice -n 5 .venv/bin/python scripts/make_flowers_lowrank.py --target-macs 0.45"
-    " --epochs 10 > log 2>&1 &\n",
+    "flowers_lowrank": "Made by: `tfcompress compress models/flowers_float.keras --recipe lowrank -o "
+    "models/flowers_lowrank.tflite`\n",
     "flowers_slim_pq": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+pq -o "
     "models/flowers_slim_pq.tflite --force`\n",
     "flowers_slim_dc": "Made by: `tfcompress compress models/flowers_float.keras --recipe slim+dc -o "
@@ -86,9 +86,9 @@ def fake_repo(tmp_path: Path) -> Path:
         outputs[step.script] = {"files": [*step.outputs, *cards], "when": when}
         (tmp_path / "scripts" / step.script).write_text(FAKE_SCRIPT)
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    made = ("flowers_binary", "flowers_slim", "flowers_slim_pq", "flowers_slim_dc", "flowers_effnet_lite0",
-            "flowers_effnet_lite0_int8", "flowers_pq", "flowers_pruned", "flowers_effnet_lite0_pq",
-            "flowers_dc")  # fmt: skip
+    made = ("flowers_binary", "flowers_slim", "flowers_lowrank", "flowers_slim_pq", "flowers_slim_dc",
+            "flowers_effnet_lite0", "flowers_effnet_lite0_int8", "flowers_pq", "flowers_pruned",
+            "flowers_effnet_lite0_pq", "flowers_dc")  # fmt: skip
     for done in [f"{name}{suffix}" for name in made for suffix in (".keras", ".tflite")]:
         (tmp_path / "models" / done).write_text("made")
     return tmp_path
@@ -104,7 +104,6 @@ def test_fresh_rebuild_runs_every_missing_step_in_order_with_the_cards_arguments
     assert calls(fake_repo) == [
         ("train_flowers_float.py", []),
         ("export_flowers_float.py", []),
-        ("make_flowers_lowrank.py", ["--target-macs", "0.45", "--epochs", "10", "--force"]),
         ("train_flowers_students.py", ["--runs", "scratch", "--seeds", "0"]),
         ("train_flowers_students.py", ["--runs", "kd", "--seeds", "0"]),
         ("train_flowers_students.py", ["--runs", "none", "--ship"]),
@@ -136,10 +135,12 @@ def test_refuses_to_overwrite_a_partial_step_before_running_anything(fake_repo, 
 def test_force_with_only_rebuilds_just_those_steps_and_passes_force(fake_repo):
     assert main(["--root", str(fake_repo)]) == 0
     (fake_repo / "log.txt").unlink()
-    assert main(["--root", str(fake_repo), "--force", "--only", "lowrank", "float_tflite"]) == 0
+    assert main(["--root", str(fake_repo), "--force", "--only", "students", "float_tflite"]) == 0
     assert calls(fake_repo) == [
         ("export_flowers_float.py", ["--force"]),
-        ("make_flowers_lowrank.py", ["--target-macs", "0.45", "--epochs", "10", "--force"]),
+        ("train_flowers_students.py", ["--runs", "scratch", "--seeds", "0", "--force"]),
+        ("train_flowers_students.py", ["--runs", "kd", "--seeds", "0", "--force"]),
+        ("train_flowers_students.py", ["--runs", "none", "--ship", "--force"]),
     ]
 
 
@@ -160,20 +161,20 @@ def test_dry_run_prints_the_plan_and_runs_nothing(fake_repo, capsys):
 
 def test_a_failing_step_stops_the_rebuild(fake_repo, capsys):
     spec = json.loads((fake_repo / "outputs.json").read_text())
-    spec["make_flowers_lowrank.py"]["fail"] = True
+    spec["export_flowers_float.py"]["fail"] = True
     (fake_repo / "outputs.json").write_text(json.dumps(spec))
     assert main(["--root", str(fake_repo)]) == 1
-    assert [name for name, _ in calls(fake_repo)][-1] == "make_flowers_lowrank.py"
-    assert "step lowrank failed (exit 5" in capsys.readouterr().err
+    assert [name for name, _ in calls(fake_repo)][-1] == "export_flowers_float.py"
+    assert "step float_tflite failed (exit 5" in capsys.readouterr().err
 
 
 def test_missing_card_or_command_and_unknown_step_are_errors(fake_repo, capsys):
-    (fake_repo / "models/flowers_lowrank.md").write_text("# flowers_lowrank\nno command here\n")
+    (fake_repo / "models/flowers_float.md").write_text("# flowers_float\nno command here\n")
     assert main(["--root", str(fake_repo), "--dry-run"]) == 2
-    assert "record(s) no `scripts/make_flowers_lowrank.py ...` command" in capsys.readouterr().err
-    (fake_repo / "models/flowers_lowrank.md").unlink()
+    assert "no `scripts/train_flowers_float.py ...` command" in capsys.readouterr().err
+    (fake_repo / "models/flowers_float.md").unlink()
     assert main(["--root", str(fake_repo), "--dry-run"]) == 2
-    assert "models/flowers_lowrank.md is missing" in capsys.readouterr().err
+    assert "models/flowers_float.md is missing" in capsys.readouterr().err
     assert main(["--root", str(fake_repo), "--dry-run", "--only", "teacher"]) == 2
     assert "unknown step(s) teacher" in capsys.readouterr().err
 
