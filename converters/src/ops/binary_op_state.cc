@@ -1,5 +1,8 @@
 #include "ops/binary_op_state.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "ops/tensor_checks.h"
 
 namespace tfcompress {
@@ -20,6 +23,12 @@ std::string CheckOutputTransform(TfLiteContext* context, const OpNode& node, int
     }
   }
   return "";
+}
+
+int UsefulThreads(const ConvGeometry& g, int threads) {
+  const int64_t macs = static_cast<int64_t>(g.batch) * g.out_h * g.out_w * g.out_c * g.kernel_h * g.kernel_w * g.in_c;
+  const int64_t useful = std::max<int64_t>(1, macs / kMinBinaryMacsPerThread);
+  return static_cast<int>(std::min<int64_t>(std::max(threads, 1), useful));
 }
 
 TfLiteStatus InvokeBinaryOp(TfLiteContext* context, OpNode* node) {
@@ -45,7 +54,7 @@ TfLiteStatus InvokeBinaryOp(TfLiteContext* context, OpNode* node) {
     io.output = output->data.f;
   }
   RunBinaryConv(*state->kernel, state->geometry, io, state->weights, state->tap_sums, multiplier->data.f, bias->data.f,
-                state->activation, node->num_threads, &state->scratch);
+                state->activation, UsefulThreads(state->geometry, node->num_threads), &state->scratch);
   return kTfLiteOk;
 }
 

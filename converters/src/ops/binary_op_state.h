@@ -3,6 +3,7 @@
 #ifndef TFCOMPRESS_OPS_BINARY_OP_STATE_H_
 #define TFCOMPRESS_OPS_BINARY_OP_STATE_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,17 @@ inline bool ParseActivation(const OpOptions& options, Activation* activation, st
 
 // Checks multiplier and bias ([out_c] float32 each).
 std::string CheckOutputTransform(TfLiteContext* context, const OpNode& node, int out_c);
+
+// Work below which one more thread costs more than it saves: waking a pool thread and joining it
+// takes a few microseconds, and the kernels do about 0.8 binary MACs per picosecond on one AVX2
+// core, so an extra thread needs about 20 us of work. Measured on models/flowers_binary.tflite:
+// every binary conv there runs 1.2-5.3 M MACs, and with them spread over 2 threads the model took
+// 0.25-0.48 ms against 0.14 ms on 1 (benchmarks/results/models.md).
+constexpr int64_t kMinBinaryMacsPerThread = 16 * 1000 * 1000;
+
+// The threads worth using for `g` (binary MACs = batch * out_h * out_w * out_c * k_h * k_w * in_c),
+// at most `threads`, at least 1.
+int UsefulThreads(const ConvGeometry& g, int threads);
 
 // Runs the op on its input and output tensors (float32, or int32 bit-packed as the state says;
 // shapes already validated).
