@@ -49,7 +49,7 @@ std::string CheckOutputTransform(TfLiteContext* context, const OpNode& node, int
 // Work below which one more thread costs more than it saves: waking a pool thread and joining it
 // takes a few microseconds, and the kernels do about 0.8 binary MACs per picosecond on one AVX2
 // core, so an extra thread needs about 20 us of work. Measured on models/flowers_binary.tflite:
-// every binary conv there runs 1.2-5.3 M MACs, and with them spread over 2 threads the model took
+// every binary conv there runs 2.7-5.3 M MACs, and with them spread over 2 threads the model took
 // 0.25-0.48 ms against 0.14 ms on 1 (benchmarks/results/models.md).
 constexpr int64_t kMinBinaryMacsPerThread = 16 * 1000 * 1000;
 
