@@ -148,6 +148,7 @@ def test_outputs_are_never_replaced_without_force(tiny, capsys):
         (["--recipe", "binary+int8"], "int8 cannot follow binary"),
         (["--recipe", "slim+binary"], "binary trains a new binary student from the model; it is a recipe of its own"),
         (["--recipe", "binary", "--set", "binary.attention=some"], "option binary.attention must be auto or none"),
+        (["--recipe", "binary", "--set", "binary.width=wide"], "option binary.width must be auto or a channel count"),
         (["--recipe", "zip"], "unknown recipe 'zip'"),
         (["--recipe", "pq", "--set", "pq.bits=3"], "stage 'pq' has no option 'bits'"),
         (["--recipe", "pq", "--set", "prune.sparsity=0.5"], "recipe 'pq' has no 'prune' stage"),

@@ -96,7 +96,7 @@ def test_cli_real_to_binary(tmp_path, image_folder):
     assert main([*args[:-2], "--student", "resnet8", "-o", str(tmp_path / "plain.keras")]) == 2  # not binary
 
 
-def test_adam_option_builds_adamw_without_decay_on_bn():
+def test_adam_option_builds_adamw_and_an_unknown_optimizer_is_refused():
     sgd = make_optimizer(TrainConfig(), 10)
     adam = make_optimizer(TrainConfig(optimizer="adam", weight_decay=0.0), 10)
     assert isinstance(sgd, keras.optimizers.SGD) and isinstance(adam, keras.optimizers.AdamW)

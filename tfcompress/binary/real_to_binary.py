@@ -44,8 +44,9 @@ BINARY_LAYERS = ("BinaryConv2D", "BinaryDense")
 STAGE1_FILE = "stage1_real_weights.keras"
 
 
-def _with_kernel_quantizers(model: keras.Model, keep: bool) -> keras.Model:
-    """A copy of ``model`` (same weights) whose binary layers keep (or drop) their kernel quantizer and clip."""
+def _with_kernel_quantizers(model: keras.Model, keep: bool, weights_from: keras.Model | None = None) -> keras.Model:
+    """A copy of ``model`` whose binary layers keep (or drop) their kernel quantizer and clip, holding the
+    weights of ``weights_from`` (default: ``model``'s; the two share one list of variables)."""
     config = model.get_config()
     binary = 0
     for layer in config["layers"]:
@@ -58,7 +59,7 @@ def _with_kernel_quantizers(model: keras.Model, keep: bool) -> keras.Model:
         raise TfcompressError(f"model {model.name!r} has no BinaryConv2D or BinaryDense layer to train in two stages")
     custom = {"BinaryConv2D": BinaryConv2D, "BinaryDense": BinaryDense}
     copy = keras.Model.from_config(config, custom_objects=custom)
-    copy.set_weights(model.get_weights())
+    copy.set_weights((weights_from or model).get_weights())
     return copy
 
 
@@ -69,9 +70,7 @@ def real_weights_student(student: keras.Model) -> keras.Model:
 
 def binary_student(template: keras.Model, weights_from: keras.Model) -> keras.Model:
     """Stage 2's student: ``template``'s binary layers with ``weights_from``'s (stage 1's) weights."""
-    binary = _with_kernel_quantizers(template, keep=True)
-    binary.set_weights(weights_from.get_weights())
-    return binary
+    return _with_kernel_quantizers(template, keep=True, weights_from=weights_from)
 
 
 def _last_layer_per_size(model: keras.Model, start: int = 0) -> dict[int, str]:

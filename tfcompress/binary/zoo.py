@@ -32,12 +32,8 @@ def _bn(name: str) -> layers.BatchNormalization:
     return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
-def binary_conv_unit(x, filters: int, stride: int, name: str, binary_weights: bool = True):
-    """``shortcut(x) + BN(BinaryConv3x3(x))``: one Bi-Real unit with its real-valued shortcut.
-
-    ``binary_weights=False`` keeps the kernel real (binary activations only): the first stage
-    of Real-to-Binary training (:mod:`tfcompress.binary.real_to_binary`).
-    """
+def binary_conv_unit(x, filters: int, stride: int, name: str):
+    """``shortcut(x) + BN(BinaryConv3x3(x))``: one Bi-Real unit with its real-valued shortcut."""
     y = BinaryConv2D(
         filters,
         3,
@@ -45,8 +41,8 @@ def binary_conv_unit(x, filters: int, stride: int, name: str, binary_weights: bo
         padding="same",
         pad_values=1.0,
         input_quantizer="approx_sign",
-        kernel_quantizer="magnitude_aware_sign" if binary_weights else None,
-        kernel_constraint="weight_clip" if binary_weights else None,
+        kernel_quantizer="magnitude_aware_sign",
+        kernel_constraint="weight_clip",
         use_bias=False,
         kernel_initializer="glorot_normal",
         name=f"{name}_bconv",
@@ -68,7 +64,6 @@ def binary_resnet(
     width: int = 48,
     dropout: float = 0.2,
     stages: tuple[int, ...] = _STAGES,
-    binary_weights: bool = True,
 ) -> keras.Model:
     """Build the Bi-Real-style binary ResNet (ResNet-18 layout by default).
 
@@ -78,8 +73,6 @@ def binary_resnet(
         width: channels of the first stage; stage ``i`` has ``width * 2**i``.
         dropout: dropout rate before the classifier.
         stages: blocks (of two binary convs each) per stage.
-        binary_weights: False keeps the 3x3 kernels real (binary activations only), the
-            first stage of Real-to-Binary training; the variables are the same either way.
 
     Example:
         >>> model = binary_resnet(num_classes=5, image_size=64, width=16)
@@ -97,20 +90,16 @@ def binary_resnet(
         for block in range(blocks):
             stride = 2 if stage > 0 and block == 0 else 1
             name = f"stage{stage + 1}_block{block + 1}"
-            x = binary_conv_unit(x, filters, stride, f"{name}_unit1", binary_weights)
-            x = binary_conv_unit(x, filters, 1, f"{name}_unit2", binary_weights)
+            x = binary_conv_unit(x, filters, stride, f"{name}_unit1")
+            x = binary_conv_unit(x, filters, 1, f"{name}_unit2")
     x = layers.ReLU(name="head_relu")(x)
     outputs = classifier_head(x, num_classes, dropout)
     return keras.Model(inputs, outputs, name="binary_resnet18" if tuple(stages) == _STAGES else "binary_resnet")
 
 
-def binary_resnet18(
-    num_classes: int = 5, image_size: int = 96, width: int = 48, dropout: float = 0.2, binary_weights: bool = True
-) -> keras.Model:
+def binary_resnet18(num_classes: int = 5, image_size: int = 96, width: int = 48, dropout: float = 0.2) -> keras.Model:
     """The zoo's ``binary_resnet18``: :func:`binary_resnet` with the ResNet-18 layout."""
-    return binary_resnet(
-        num_classes=num_classes, image_size=image_size, width=width, dropout=dropout, binary_weights=binary_weights
-    )
+    return binary_resnet(num_classes=num_classes, image_size=image_size, width=width, dropout=dropout)
 
 
 register_model("binary_resnet18", binary_resnet18)

@@ -201,6 +201,10 @@ def _coerce(method: str, name: str, value, default):
         value = str(value)  # e.g. pq block_size = 9
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TfcompressError(f"option {method}.{name} must be a {kind.__name__} (like {default!r}), got {value!r}")
+    if (method, name) == ("binary", "attention") and value not in ("auto", "none"):
+        raise TfcompressError(f"option binary.attention must be auto or none, got {value!r}")
+    if (method, name) == ("binary", "width") and value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise TfcompressError(f"option binary.width must be auto or a channel count, got {value!r}")
     if name == "batchnorm" and value not in BATCHNORM_MODES:
         raise TfcompressError(f"option {method}.batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {value!r}")
     if kind in (int, float) and value < 0:

@@ -277,16 +277,12 @@ def run_binary(model: keras.Model, stage: Stage, context: StageContext) -> Stage
     """
     from tfcompress.binary.real_to_binary import real_to_binary, spatial_attention_pairs
     from tfcompress.distill import DistillConfig
-    from tfcompress.errors import TfcompressError
     from tfcompress.models import build_model
 
     size, classes = int(model.inputs[0].shape[1]), int(model.outputs[0].shape[-1])
     width = binary_width(model, str(stage.option("width")))
     student = build_model(str(stage.option("student")), num_classes=classes, image_size=size, width=width)
-    attention = str(stage.option("attention"))
-    if attention not in ("auto", "none"):
-        raise TfcompressError(f"option binary.attention must be auto or none, got {attention!r}")
-    pairs = spatial_attention_pairs(context.teacher, student) if attention == "auto" else []
+    pairs = spatial_attention_pairs(context.teacher, student) if stage.option("attention") == "auto" else []
     config = DistillConfig(
         model=student.name,
         image_size=size,
