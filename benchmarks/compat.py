@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 
+from tfcompress.batchnorm import batchnorm_layers  # noqa: E402
 from tfcompress.errors import UnsupportedLayerError  # noqa: E402
 from tfcompress.fileio import write_text_atomic  # noqa: E402
 from tfcompress.skipped import SkippedLayer, skipped_layers  # noqa: E402
@@ -74,7 +75,20 @@ def _application(name: str, **options) -> Callable[[int], keras.Model]:
     return build
 
 
-#: Model name -> builder(image size). The mobile picks of ``keras.applications``.
+def _backbone(name: str, **options) -> Callable[[int], keras.Model]:
+    """The transfer-learning form: the application without its top, called as one layer, then pooling and a head."""
+
+    def build(size: int) -> keras.Model:
+        constructor = getattr(keras.applications, name)
+        base = constructor(input_shape=(size, size, 3), weights=None, include_top=False, **options)
+        inputs = keras.Input((size, size, 3))
+        features = keras.layers.GlobalAveragePooling2D()(base(inputs))
+        return keras.Model(inputs, keras.layers.Dense(CLASSES)(features), name=f"{name}_backbone")
+
+    return build
+
+
+#: Model name -> builder(image size). The mobile picks of ``keras.applications``, and one as a nested backbone.
 MODELS: dict[str, Callable[[int], keras.Model]] = {
     "MobileNetV2": _application("MobileNetV2", alpha=0.35),
     "MobileNetV3Small": _application("MobileNetV3Small"),
@@ -83,6 +97,7 @@ MODELS: dict[str, Callable[[int], keras.Model]] = {
     "EfficientNetV2B0": _application("EfficientNetV2B0"),
     "ResNet50": _application("ResNet50"),
     "DenseNet121": _application("DenseNet121"),
+    "MobileNetV2-nested": _backbone("MobileNetV2", alpha=0.35),
 }
 
 
@@ -97,7 +112,7 @@ def with_measured_statistics(model: keras.Model, images: np.ndarray, seed: int =
     Changes ``model`` in place and returns it.
     """
     rng = np.random.default_rng(seed)
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = list(batchnorm_layers(model))  # a nested backbone's too
     for layer in norms:
         if layer.scale:
             layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))

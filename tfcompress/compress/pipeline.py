@@ -171,6 +171,25 @@ def resolve_batchnorm(stage: Stage, model: keras.Model, data_dir, limit: int | N
     return resolved, f"; BatchNorm statistics {verdict} (mismatch {mismatch:.2f}, limit {MISMATCH_LIMIT})"
 
 
+def unfreeze(model: keras.Model) -> list[str]:
+    """Make the frozen layers with weights trainable (not BatchNorm: each stage's ``batchnorm`` decides); their names.
+
+    A backbone frozen for transfer learning (``base.trainable = False``) must still be retrained where a
+    method changes its weights: a pruned or shared kernel that cannot move cannot recover. Changes
+    ``model`` (the pipeline's own copy, loaded from the file) in place.
+    """
+    frozen = [
+        layer
+        for layer in model.layers
+        if layer.weights and not layer.trainable and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    for layer in frozen:
+        layer.trainable = True
+    if frozen:
+        print(f"made {len(frozen)} frozen layer(s) trainable for the finetunes ({frozen[0].name}, ...)", flush=True)
+    return [layer.name for layer in frozen]
+
+
 def run_stages(
     model: keras.Model,
     recipe: Recipe,
@@ -186,8 +205,15 @@ def run_stages(
     """Run the recipe's training stages on ``model``, saving (and reusing) each finished stage under ``work``."""
     from tfcompress.convert import load_keras_model
     from tfcompress.fileio import atomic_output, write_text_atomic
+    from tfcompress.nested import inline_submodels, submodels
 
     stages = recipe.training_stages
+    if stages and submodels(model):  # a backbone used as one layer: every method must see its layers
+        names = ", ".join(repr(sub.name) for sub in submodels(model))
+        model = inline_submodels(model)
+        print(f"inlined the nested model(s) {names}: {len(model.layers)} layers in one graph", flush=True)
+    if stages:
+        unfreeze(model)
     ran: list[Stage] = []  # the stages as they run: batchnorm = "auto" resolved for the model each one gets
     records = []
     for index, given in enumerate(stages):

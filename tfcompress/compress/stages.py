@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 
 from tfcompress.compress.recipes import Stage
+from tfcompress.skipped import skipped_layers
 
 
 @dataclass
@@ -185,13 +186,14 @@ def run_share(model: keras.Model, stage: Stage, context: StageContext) -> StageR
 
     conv_bits, dense_bits = int(stage.option("conv_bits")), int(stage.option("dense_bits"))
     shared = deep_compress(model, conv_bits=conv_bits, dense_bits=dense_bits)
+    left = _as_messages(skipped_layers(shared))  # what sharing left float (depthwise convs, ...)
     if int(stage.option("epochs")) > 0:
         shared = finetune_centroids(shared, context.data_dir, **_finetune_options(stage, context))
     summary = (
         f"k-means weight sharing, {conv_bits}-bit convolutions and {dense_bits}-bit dense layers, "
         f"centroids finetuned {stage.option('epochs')} epoch(s); Huffman-coded in the .tflite"
     )
-    return StageResult(shared, summary, _pruning_skips(model))
+    return StageResult(shared, summary, left)
 
 
 def pq_global_steps(epochs: int, images: int, batch_size: int = 32) -> int:

@@ -15,14 +15,18 @@ import keras
 import numpy as np
 
 from tfcompress.errors import TfcompressError
+from tfcompress.nested import inline_submodels, submodels
 
 
 def as_functional(model: keras.Model) -> keras.Model:
-    """``model`` itself when Functional; a built Sequential as a Functional over the same layers.
+    """``model`` itself when Functional; a built Sequential as a Functional over the same layers; a model
+    with nested models (a backbone used as a layer) inlined into one graph (:mod:`tfcompress.nested`).
 
     Raises:
         TfcompressError: a subclassed model, or a Sequential model that was never built.
     """
+    if submodels(model):
+        return inline_submodels(model)
     if isinstance(model, keras.Sequential):
         try:
             inputs, outputs = model.inputs, model.outputs

@@ -31,6 +31,7 @@ import numpy as np
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
 from tfcompress.fileio import atomic_output, write_text_atomic
+from tfcompress.nested import inline_submodels
 from tfcompress.pq.activations import conv_input_gram, dense_input_gram
 from tfcompress.pq.em import activation_aware_kmeans, capped_centroids
 from tfcompress.pq.finetune import finetune_codebooks
@@ -494,4 +495,5 @@ def quantize(
     Example:
         >>> student = quantize(model, images, block_sizes="small", n_centroids=256)
     """
+    model = inline_submodels(model)  # a nested backbone's layers, quantized like the others
     return ProductQuantizer(model, calibration_data, teacher, block_sizes, n_centroids, **options).run()

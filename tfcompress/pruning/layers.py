@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
+from tfcompress.nested import inline_submodels
 from tfcompress.pruning.deep_compression import CONV_BITS, DENSE_BITS, GAP_BITS_AUTO, check_gap_bits, shared_kernel
 from tfcompress.skipped import SkippedLayer, attach_skipped, describe_skipped, has_kernel
 
@@ -101,6 +102,7 @@ def deep_compress(
     _check_bits(dense_bits, gap_bits)
     if not hasattr(model, "inputs") or not model.inputs:
         raise UnsupportedLayerError(f"model {model.name!r}: deep_compress needs a Functional or Sequential model")
+    model = inline_submodels(model)  # a nested backbone's kernels, shared like the others
     chosen: dict[str, int] = {}
 
     def replace(layer: keras.layers.Layer) -> keras.layers.Layer:

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from tfcompress.errors import TfcompressError, UnsupportedLayerError
+from tfcompress.nested import inline_submodels
 from tfcompress.pruning.channels import ChannelGraph, _is_producer, build_channel_graph, functional_nodes
 from tfcompress.pruning.prune import copy_model
 from tfcompress.skipped import SkippedLayer, attach_skipped, describe_skipped
@@ -223,6 +224,7 @@ def slim(model: keras.Model, ratio: float, return_report: bool = False, min_kept
         raise TfcompressError(f"slimming ratio must be in [0, 1), got {ratio}")
     if not 0.0 <= min_kept < 1.0:
         raise TfcompressError(f"min_kept must be in [0, 1), got {min_kept}")
+    model = inline_submodels(model)  # a nested backbone's channels, slimmed like the others
     graph = build_channel_graph(model)
     if not _bn_nodes(model, graph):
         raise UnsupportedLayerError(f"model {model.name!r} has no BatchNormalization layer to rank channels by")
