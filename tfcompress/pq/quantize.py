@@ -195,8 +195,8 @@ class ProductQuantizer:
             raise TfcompressError(f"expected a keras.Model, got {type(model).__name__}")
         if len(model.inputs) != 1:
             raise TfcompressError(f"model {model.name} has {len(model.inputs)} inputs; one input is supported")
-        self.model = model
         self.teacher = teacher if teacher is not None else model
+        model = self.model = inline_submodels(model)  # a nested backbone's layers, quantized like the others
         self.images = _as_array(calibration_data, tuple(model.inputs[0].shape[1:]))
         self.block_sizes = block_sizes
         self.n_centroids = n_centroids
@@ -495,5 +495,4 @@ def quantize(
     Example:
         >>> student = quantize(model, images, block_sizes="small", n_centroids=256)
     """
-    model = inline_submodels(model)  # a nested backbone's layers, quantized like the others
     return ProductQuantizer(model, calibration_data, teacher, block_sizes, n_centroids, **options).run()
