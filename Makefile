@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tfcompress-installed
 DEMO_DIR := out/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test lint clean native-aarch64 pi-check android-jni-check models models-index fuzz
+.PHONY: setup demo test lint clean native-aarch64 pi-check android-jni-check models models-index fuzz runtime-op-versions
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,20 @@ native-aarch64:
 PI_CHECK_ARGS ?= --images 4
 pi-check: setup native-aarch64
 	$(PY) android_demo/raspberry_pi/tools/pi_check.py --ops-library-aarch64 build/native-aarch64/libtfcompress_ops.so $(PI_CHECK_ARGS)
+
+# The highest builtin op versions each runtime the apps support registers, probed in the runtime
+# itself (android_demo/raspberry_pi/tools/probe_op_versions.py): tfcompress/convert/runtimes/*.json,
+# which the converter holds every file it writes against (tfcompress.convert.op_versions).
+# tflite-runtime 2.14 needs numpy<2, so it gets a venv of its own under build/.
+RUNTIME_TABLES := tfcompress/convert/runtimes
+runtime-op-versions: setup
+	$(PYTHON) -m venv build/tflite-runtime-2.14
+	build/tflite-runtime-2.14/bin/pip install --quiet "tflite-runtime==2.14.0" "numpy<2" flatbuffers
+	mkdir -p build/schema && cp $(VENV)/lib/python3*/site-packages/ai_edge_litert/schema_py_generated.py build/schema/
+	build/tflite-runtime-2.14/bin/python android_demo/raspberry_pi/tools/probe_op_versions.py --schema-dir build/schema \
+		-o $(RUNTIME_TABLES)/tflite-runtime-2.14.0.json
+	$(PY) android_demo/raspberry_pi/tools/probe_op_versions.py --schema-dir build/schema --runtime ai_edge_litert \
+		-o $(RUNTIME_TABLES)/ai-edge-litert-$$($(PY) -c 'import ai_edge_litert; print(ai_edge_litert.__version__)').json
 
 # The Android native part (JNI library + op library) cross-compiled with Debian's GCC for
 # arm64-v8a and armeabi-v7a, and the kernel check run under qemu-user. Not the NDK: the

@@ -124,7 +124,10 @@ def test_no_xnnpack_runs_tflite_builtin_kernels(workspace):
     model = workspace["models"] / "int8.tflite"
     result = run_app("--model", model, "--json", "--no-xnnpack", workspace["data"] / "class0")
     assert result.returncode == 0, result.stderr
-    by_source, _ = json_rows(result.stdout)
+    by_source, summary = json_rows(result.stdout)
+    with_xnnpack = json_rows(run_app("--model", model, "--json", workspace["data"] / "class0").stdout)[1]
+    taken, nodes = map(int, with_xnnpack["delegated_nodes"].split("/"))
+    assert summary["delegated_nodes"] == f"0/{nodes}" and 0 < taken <= nodes  # XNNPACK takes the int8 graph
     interpreter = Interpreter(
         model_path=str(model), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )

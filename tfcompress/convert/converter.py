@@ -198,7 +198,8 @@ def to_tflite(
             With ``int8`` the sparse file is checked in the runtime and replaced by the dense
             int8 file, with a warning, when it fails (see the module docstring).
         int8_weights: dynamic-range quantization: the kernels of the plain Conv/Dense layers
-            (over 1,024 weights) stored in int8 with a float scale per output channel,
+            (over 1,024 weights) stored in int8 with a float scale per output channel (per tensor for
+            Dense: its per-channel op version is newer than tflite-runtime 2.14 loads),
             activations float; it composes with the custom ops (the float stem, shortcuts and
             classifier of a binary net), needs no calibration and excludes ``int8``.
 
@@ -219,7 +220,23 @@ def to_tflite(
         if int8 and sparse:
             dense = _convert_saved_model(saved_model, int8, calibration)
             tflite_bytes = _checked_sparse_int8(tflite_bytes, dense, calibration[:SPARSE_INT8_CHECK_IMAGES])
-    return apply_flatbuffer_passes(tflite_bytes) if flatbuffer_passes else tflite_bytes
+    tflite_bytes = apply_flatbuffer_passes(tflite_bytes) if flatbuffer_passes else tflite_bytes
+    _warn_newer_ops(tflite_bytes)
+    return tflite_bytes
+
+
+def _warn_newer_ops(tflite_bytes: bytes) -> None:
+    """Warn when the file holds builtin op versions the oldest supported runtime cannot load."""
+    from tfcompress.convert.op_versions import OLDEST_RUNTIME, newer_ops, runtime_name
+
+    newer = newer_ops(tflite_bytes)
+    if newer:
+        warnings.warn(
+            f"the file needs a newer runtime than {runtime_name(OLDEST_RUNTIME)} (the Pi app's fallback): "
+            + ", ".join(op.describe() for op in newer)
+            + "; it loads in ai-edge-litert >= 2.3",
+            stacklevel=3,
+        )
 
 
 def _check_calibration(model: keras.Model, calibration: np.ndarray | None) -> None:
@@ -240,6 +257,8 @@ def _convert_saved_model(
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.allow_custom_ops = True
     converter.optimizations = [tf.lite.Optimize.DEFAULT] if int8 or int8_weights else []
+    if int8_weights:  # per-channel dynamic-range FULLY_CONNECTED is v12: tflite-runtime 2.14 has up to v10
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if sparse:
         converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     if int8:

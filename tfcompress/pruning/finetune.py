@@ -37,6 +37,8 @@ class FinetuneConfig:
     #: BatchNorm in inference mode, AdamW at ``learning_rate`` x
     #: :data:`tfcompress.batchnorm.FROZEN_LEARNING_RATE_SCALE` (see :mod:`tfcompress.batchnorm`).
     freeze_batchnorm: bool = False
+    #: ``"sgd"`` (SGD + Nesterov) or ``"adam"`` (AdamW at ``learning_rate`` as given).
+    optimizer: str = "sgd"
 
 
 def steps_per_epoch(data_dir, batch_size: int, limit: int | None = None) -> tuple[int, int]:
@@ -83,15 +85,17 @@ def finetune(
     batch_size = min(config.batch_size, len(train_set))
     steps = len(train_set) // batch_size
     frozen = config.freeze_batchnorm
+    scaled = frozen and config.optimizer == "sgd"  # an SGD step size made an AdamW one
     recipe = TrainConfig(
         epochs=config.epochs,
         batch_size=batch_size,
-        learning_rate=config.learning_rate * (FROZEN_LEARNING_RATE_SCALE if frozen else 1.0),
+        learning_rate=config.learning_rate * (FROZEN_LEARNING_RATE_SCALE if scaled else 1.0),
         pretrained=frozen,
         weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing,
         warmup_epochs=0,
         seed=config.seed,
+        optimizer=config.optimizer,
     )
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
     with strategy.scope():

@@ -130,7 +130,12 @@ def run(args: argparse.Namespace) -> int:
     frames = _frames(args, files, classifier, skipped)
     if not args.json:
         ops = f", ops library {classifier.ops_library}" if classifier.ops_library else ""
-        print(f"{Path(args.model).name}: {classifier.runtime}, {args.threads} thread(s){ops}", flush=True)
+        taken, nodes = classifier.delegated
+        print(
+            f"{Path(args.model).name}: {classifier.runtime}, {args.threads} thread(s){ops}; "
+            f"delegates took {taken} of {nodes} nodes",
+            flush=True,
+        )
     latencies, correct, with_truth = [], 0, 0
     try:
         for name, image in frames:
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "latency_ms_median": round(float(np.median(latencies)), 3),
         "threads": args.threads,
         "runtime": classifier.runtime,
+        "delegated_nodes": f"{classifier.delegated[0]}/{classifier.delegated[1]}",
     }
     if with_truth:
         summary["top1_correct"], summary["top1_of"] = int(correct), with_truth

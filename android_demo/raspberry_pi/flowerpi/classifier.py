@@ -23,10 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from flowerpi.delegation import delegated_nodes
 from flowerpi.errors import AppError
 from flowerpi.tflite_file import custom_op_names
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
+#: The oldest release of each runtime the app supports: the models the kit writes use no builtin op
+#: version newer than tflite-runtime 2.14 registers (``tfcompress.convert.op_versions``), and
+#: ai-edge-litert 2.3 is the first release the app was checked on.
+MINIMUM_VERSIONS = {"ai_edge_litert": (2, 3), "tflite_runtime": (2, 14)}
 OPS_LIBRARY_NAME = "libtfcompress_ops.so"
 OPS_LIBRARY_ENV_VAR = "TFCOMPRESS_OPS_LIBRARY"
 CUSTOM_OP_PREFIX = "Tfc"
@@ -47,11 +52,34 @@ def runtime_module(name: str | None = None):
                 from tflite_runtime import interpreter
             else:
                 raise AppError(f"unknown runtime {candidate!r}; use one of {', '.join(RUNTIMES)}")
-            return interpreter
         except ImportError:
             continue
+        check_version(candidate, _package_version(candidate))
+        return interpreter
     wanted = name or " or ".join(RUNTIMES)
     raise AppError(f"no TFLite runtime: {wanted} is not installed (pip install ai-edge-litert)")
+
+
+def _package_version(name: str) -> str:
+    from importlib import import_module
+
+    return str(getattr(import_module(name), "__version__", "0"))
+
+
+def check_version(runtime: str, version: str) -> None:
+    """Refuse a runtime older than :data:`MINIMUM_VERSIONS` (it may lack op versions the models use).
+
+    Raises:
+        AppError: naming the runtime, its version and the oldest one supported.
+    """
+    numbers = tuple(int(part) for part in [*version.split("."), "0", "0"][:2] if part.isdigit())
+    minimum = MINIMUM_VERSIONS[runtime]
+    if len(numbers) == 2 and numbers < minimum:
+        package = runtime.replace("_", "-")
+        wanted = ".".join(map(str, minimum))
+        raise AppError(
+            f"{package} {version} is too old: the app needs {package} >= {wanted} (pip install -U {package})"
+        )
 
 
 def find_ops_library(explicit: str | None = None) -> Path:
@@ -133,6 +161,8 @@ class Classifier:
         except (ValueError, RuntimeError) as error:
             message = " ".join(str(error).split())
             raise AppError(f"{path} could not be loaded: {message}") from None
+        #: (nodes the delegates took, nodes of the model): XNNPACK's share of the builtin ops
+        self.delegated = delegated_nodes(self.interpreter)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         shape = self.input["shape"]

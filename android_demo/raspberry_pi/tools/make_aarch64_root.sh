@@ -13,8 +13,9 @@
 #      pillow); DEST/site-tflite-runtime: the fallback runtime (tflite-runtime 2.14,
 #      numpy<2, pillow). Downloaded by the host's pip with --platform/--only-binary and
 #      installed with --target (no pip runs under emulation).
+#   3. DEST/root/proc/cpuinfo: a Raspberry Pi 4's, read by the emulated programs (see below).
 # Run the result with:
-#   qemu-aarch64-static -L DEST/root DEST/root/usr/bin/python3.11   (PYTHONPATH=DEST/site or DEST/site-tflite-runtime)
+#   QEMU_CPU=cortex-a72 qemu-aarch64-static -L DEST/root DEST/root/usr/bin/python3.11   (PYTHONPATH=DEST/site or DEST/site-tflite-runtime)
 # Needs: apt-get, dpkg-deb, a host python3 with pip, and qemu-user-static to run.
 set -eu
 
@@ -58,6 +59,23 @@ if [ ! -f "$DEST/root/.complete" ]; then
     test -x "$DEST/root/usr/bin/python3.11"
     touch "$DEST/root/.complete"
 fi
+
+# 3. DEST/root/proc/cpuinfo: a Raspberry Pi 4's (4 x Cortex-A72, part 0xd08), one entry per host CPU.
+#    qemu-user looks a path up under its -L prefix first, so the emulated programs read this file,
+#    not the x86 host's /proc/cpuinfo. Without it ai-edge-litert crashes (SIGSEGV, address 0x8)
+#    creating any interpreter: its CPU detection (the cpuinfo library, used by XNNPACK and ruy)
+#    parses /proc/cpuinfo, finds no ARM processor in the host's x86 one, and dereferences the
+#    empty list (the last files read before the crash are the sysfs cache entries it reads next).
+CPUS=$(getconf _NPROCESSORS_CONF 2>/dev/null || echo 4)
+mkdir -p "$DEST/root/proc"
+: > "$DEST/root/proc/cpuinfo.tmp"
+i=0
+while [ "$i" -lt "$CPUS" ]; do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >> "$DEST/root/proc/cpuinfo.tmp"
+    i=$((i + 1))
+done
+printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n' >> "$DEST/root/proc/cpuinfo.tmp"
+mv "$DEST/root/proc/cpuinfo.tmp" "$DEST/root/proc/cpuinfo"
 
 install_wheels() {  # install_wheels TARGET REQUIREMENT...
     target=$1

@@ -7,11 +7,12 @@ Steps:
   2. On the emulated aarch64 Python: the machine name, and the kernels the cross-built op
      library offers and picks (NEON expected).
   3. For every model: the app (``--json``) on the same flowers5 test images, once with the
-     x86 Python, ai-edge-litert and op library, once under ``qemu-aarch64-static`` with the
-     aarch64 Python, the aarch64 op library and the tflite-runtime 2.14 wheel (the app's
-     fallback runtime). ai-edge-litert 2.3's aarch64 wheel crashes (SIGSEGV) while creating
-     any interpreter under Debian bookworm's qemu-user 7.2, so it is only probed and the
-     outcome recorded; on a real Pi it is the app's default runtime.
+     x86 Python, ai-edge-litert and op library, and under ``qemu-aarch64-static`` with
+     ``QEMU_CPU=cortex-a72`` (a Raspberry Pi 4's core) with the aarch64 Python and op library
+     on each runtime the app supports: ai-edge-litert (its default, DEST/site) and
+     tflite-runtime 2.14 (its fallback, DEST/site-tflite-runtime). ai-edge-litert needs the
+     Pi 4 ``/proc/cpuinfo`` that make_aarch64_root.sh puts in the emulated root (without it,
+     it crashes creating any interpreter: see that script).
   4. Each model runs on each side with XNNPACK (the default) and with TFLite's own kernels
      for the builtin ops (``--no-xnnpack``); ``--kernels`` picks one. Float and custom-op
      models must give the same top-3 classes in the same order for every image, scores within
@@ -39,10 +40,10 @@ REPO = APP_DIR.parent.parent
 CLASSIFY = APP_DIR / "classify.py"
 FLOWERS = (REPO / "../shared/datasets/flowers5").resolve()
 KERNEL_MODES = {"builtin": ("TFLite builtin", ["--no-xnnpack"]), "xnnpack": ("XNNPACK", [])}
-LITERT_PROBE = (
-    "import sys; from ai_edge_litert.interpreter import Interpreter; "
-    "i = Interpreter(model_path=sys.argv[1]); i.allocate_tensors(); i.invoke(); print('ai-edge-litert runs')"
-)
+#: The runtimes the Pi app supports, each with the folder of its aarch64 packages under --root.
+ARM_RUNTIMES = {"ai_edge_litert": "site", "tflite_runtime": "site-tflite-runtime"}
+#: The emulated CPU: a Raspberry Pi 4's Cortex-A72.
+QEMU_CPU = "cortex-a72"
 KERNEL_PROBE = (
     "import ctypes, platform, sys; lib = ctypes.CDLL(sys.argv[1]); "
     "lib.tfc_kernels.restype = lib.tfc_default_kernel.restype = lib.tfc_op_names.restype = ctypes.c_char_p; "
@@ -108,6 +109,12 @@ def run(command: list[str], env: dict, log: list, check: bool = True) -> subproc
 def predictions(stdout: str) -> dict[str, list[dict]]:
     rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return {row["source"]: row["top"] for row in rows if "source" in row}
+
+
+def delegated(stdout: str) -> str:
+    """The ``delegated_nodes`` (taken/total) of the app's JSON summary line."""
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"summary"')]
+    return rows[-1]["summary"].get("delegated_nodes", "?") if rows else "?"
 
 
 def is_quantized(model: Path) -> bool:
@@ -195,11 +202,12 @@ def main() -> int:
     )
     root = Path(args.root).resolve()
     arm_python = [qemu, "-L", str(root / "root"), str(root / "root/usr/bin/python3.11")]
-    arm_env = {**os.environ, "PYTHONPATH": str(root / "site-tflite-runtime"), "PYTHONDONTWRITEBYTECODE": "1"}
-    litert_env = {**arm_env, "PYTHONPATH": str(root / "site")}
-    x86_env = {**os.environ}
-    for env in (arm_env, x86_env):
-        env.pop("TFCOMPRESS_OPS_LIBRARY", None)
+    x86_env = {key: value for key, value in os.environ.items() if key != "TFCOMPRESS_OPS_LIBRARY"}
+    arm_envs = {
+        runtime: {**x86_env, "PYTHONPATH": str(root / site), "PYTHONDONTWRITEBYTECODE": "1", "QEMU_CPU": QEMU_CPU}
+        for runtime, site in ARM_RUNTIMES.items()
+    }
+    arm_env = arm_envs["tflite_runtime"]
 
     entries = [line.strip() for line in (Path(args.data) / "test.txt").read_text().splitlines() if line.strip()]
     step = max(len(entries) // args.images, 1)
@@ -209,10 +217,6 @@ def main() -> int:
 
     log: list[dict] = []
     probe = run([*arm_python, "-c", KERNEL_PROBE, str(arm_library)], arm_env, log).stdout.strip()
-    litert = run([*arm_python, "-X", "faulthandler", "-c", LITERT_PROBE, str(models[0])], litert_env, log, check=False)
-    crash = " | ".join(line.strip() for line in litert.stderr.splitlines() if "Fatal" in line or "File " in line)
-    litert_probe = "runs" if litert.returncode == 0 else f"exit {litert.returncode}: {crash or litert.stderr[-300:]}"
-    print(f"ai-edge-litert under emulation: {litert_probe}", flush=True)
     offered = probed_ops(probe)
     needed = {model.name: custom_ops(model) for model in models}
     missing = {name: sorted(set(ops) - offered) for name, ops in needed.items() if set(ops) - offered}
@@ -226,51 +230,56 @@ def main() -> int:
         for kernels, extra in [mode for name, mode in KERNEL_MODES.items() if args.kernels in ("both", name)]:
             common = ["--model", str(model), "--list", str(image_list), "--json", "--threads", str(args.threads)]
             common += ["--labels", str(REPO / "models/labels.txt"), *extra]
-            x86 = [sys.executable, str(CLASSIFY), *common, "--ops-library", args.ops_library_x86]
-            arm = [
-                *arm_python,
-                str(CLASSIFY),
-                *common,
-                "--runtime",
-                "tflite_runtime",
-                "--ops-library",
-                str(arm_library),
-            ]
-            x86_pred = predictions(run(x86, x86_env, log).stdout)
-            arm_pred = predictions(run(arm, arm_env, log).stdout)
-            same, worst, problems = compare(x86_pred, arm_pred)
-            if quantized:  # int8 arithmetic rounds differently on x86 and ARM: only near ties may flip
-                passed = worst <= args.int8_tolerance and all(
-                    near_tie(x86_pred[k]) for k in flipped(x86_pred, arm_pred)
+            x86_run = run([sys.executable, str(CLASSIFY), *common, "--ops-library", args.ops_library_x86], x86_env, log)
+            x86_pred = predictions(x86_run.stdout)
+            for runtime, env in arm_envs.items():
+                arm = [*arm_python, str(CLASSIFY), *common, "--runtime", runtime, "--ops-library", str(arm_library)]
+                arm_run = run(arm, env, log, check=False)
+                arm_pred = predictions(arm_run.stdout)
+                same, worst, problems = compare(x86_pred, arm_pred)
+                if arm_run.returncode != 0:
+                    problems.append(f"exit {arm_run.returncode}: {arm_run.stderr.strip()[-300:]}")
+                    same = False
+                if quantized:  # int8 arithmetic rounds differently on x86 and ARM: only near ties may flip
+                    passed = (
+                        not arm_run.returncode
+                        and worst <= args.int8_tolerance
+                        and all(near_tie(x86_pred[k]) for k in flipped(x86_pred, arm_pred))
+                    )
+                else:
+                    passed = same and worst <= args.tolerance
+                results.append(
+                    {
+                        "model": str(model),
+                        "custom_ops": needed[model.name],
+                        "runtime": runtime,
+                        "kernels": kernels,
+                        "quantized": quantized,
+                        "images": len(x86_pred),
+                        "delegated_x86": delegated(x86_run.stdout),
+                        "delegated_aarch64": delegated(arm_run.stdout),
+                        "same_top_k": same,
+                        "same_top_1": sum(
+                            k in arm_pred and x86_pred[k][0]["index"] == arm_pred[k][0]["index"] for k in x86_pred
+                        ),
+                        "max_score_difference": worst,
+                        "passed": passed,
+                        "problems": problems,
+                        "near_ties": near_ties(x86_pred, arm_pred) if quantized else [],
+                    }
                 )
-            else:
-                passed = same and worst <= args.tolerance
-            results.append(
-                {
-                    "model": str(model),
-                    "custom_ops": needed[model.name],
-                    "kernels": kernels,
-                    "quantized": quantized,
-                    "images": len(x86_pred),
-                    "same_top_k": same,
-                    "same_top_1": sum(x86_pred[k][0]["index"] == arm_pred[k][0]["index"] for k in x86_pred),
-                    "max_score_difference": worst,
-                    "passed": passed,
-                    "problems": problems,
-                    "near_ties": near_ties(x86_pred, arm_pred) if quantized else [],
-                }
-            )
-            verdict = "same predictions" if same else "DIFFERENT predictions"
-            print(
-                f"== {model.name} ({kernels} kernels): {verdict} on {len(x86_pred)} images; "
-                f"max score difference {worst:.2e}",
-                flush=True,
-            )
+                verdict = "same predictions" if same else "DIFFERENT predictions"
+                print(
+                    f"== {model.name} ({runtime}, {kernels} kernels): {verdict} on {len(x86_pred)} images; "
+                    f"max score difference {worst:.2e}; delegated nodes x86 {results[-1]['delegated_x86']}, "
+                    f"aarch64 {results[-1]['delegated_aarch64']}",
+                    flush=True,
+                )
     ok = all(r["passed"] for r in results)
     record = {
         "ok": ok,
         "aarch64_probe": probe,
-        "ai_edge_litert_probe": litert_probe,
+        "qemu_cpu": QEMU_CPU,
         "qemu": qemu,
         "results": results,
         "runs": log,
@@ -283,25 +292,26 @@ def main() -> int:
         "",
         f"aarch64 probe: `{probe}`",
         "",
-        f"ai-edge-litert (aarch64 wheel) under emulation: `{litert_probe}`",
+        f"Emulated CPU: `QEMU_CPU={QEMU_CPU}` (Raspberry Pi 4); x86 side: ai-edge-litert. Delegated nodes: the "
+        "nodes XNNPACK and the tfcompress op delegate took, of the model's nodes.",
         "",
     ]
     lines += [
-        "| model | custom ops | int8 | builtin-op kernels | images | same top-1 | same top-3 (order) "
-        "| max score diff. | passed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | custom ops | int8 | aarch64 runtime | builtin-op kernels | images | same top-1 | "
+        "same top-3 (order) | max score diff. | delegated x86 | delegated aarch64 | passed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {Path(r['model']).name} | {', '.join(r['custom_ops']) or '-'} | {r['quantized']} | {r['kernels']} "
-        f"| {r['images']} "
-        f"| {r['same_top_1']}/{r['images']} | {r['same_top_k']} | {r['max_score_difference']:.2e} | {r['passed']} |"
+        f"| {Path(r['model']).name} | {', '.join(r['custom_ops']) or '-'} | {r['quantized']} | {r['runtime']} "
+        f"| {r['kernels']} | {r['images']} | {r['same_top_1']}/{r['images']} | {r['same_top_k']} "
+        f"| {r['max_score_difference']:.2e} | {r['delegated_x86']} | {r['delegated_aarch64']} | {r['passed']} |"
         for r in results
     ]
     lines += ["", "Differences:"] + [
-        f"- {Path(r['model']).name}, {r['kernels']}: {p}" for r in results for p in r["problems"]
+        f"- {Path(r['model']).name}, {r['runtime']}, {r['kernels']}: {p}" for r in results for p in r["problems"]
     ]
     lines += ["", "int8 near ties (x86 top-2 within 0.1; a top-1 may flip there):"] + [
-        f"- {Path(r['model']).name}, {r['kernels']}: {t}" for r in results for t in r["near_ties"]
+        f"- {Path(r['model']).name}, {r['runtime']}, {r['kernels']}: {t}" for r in results for t in r["near_ties"]
     ]
     for entry in log:
         lines += [
