@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 
 import keras
@@ -95,18 +96,56 @@ def test_sparse_int8_is_kept_when_it_runs_like_the_dense_int8_file(dense_model, 
     )
 
 
-def test_sparse_int8_that_the_runtime_refuses_falls_back_to_dense_int8(pruned_model, images):
+def _densify_count(content: bytes) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tfcompress.convert.op_versions import builtin_op_versions
+
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    assert "DENSIFY" in builtin_op_versions(content)
+    return sum(codes[op.opcodeIndex] == schema.BuiltinOperator.DENSIFY for op in model.subgraphs[0].operators)
+
+
+def test_sparse_int8_keeps_dense_only_the_weights_xnnpack_refuses_sparse(pruned_model, images):
+    from tfcompress.convert import converter
+    from tfcompress.convert.sparse_fallback import delegable_sparse, refused_node
+
     dense = to_tflite(pruned_model, int8=True, calibration=images, sparse=False)
+    with (
+        tempfile.TemporaryDirectory() as saved
+    ):  # the converter's raw sparse file: XNNPACK refuses its int8 FULLY_CONNECTED
+        converter._export_saved_model(pruned_model, saved)
+        raw = converter._convert_saved_model(saved, True, images, sparse=True)
+    with pytest.raises(RuntimeError) as refused:
+        TFLiteClassifier(model_content=raw)
+    assert refused_node(str(refused.value))[0] == "FULLY_CONNECTED"
+    fixed, densified = delegable_sparse(raw, lambda content: TFLiteClassifier(model_content=content))
+    assert [name.split()[0] for name in densified] == ["FULLY_CONNECTED"]
+    assert _densify_count(fixed) == _densify_count(raw) - 1  # just the dense layer's kernel left the sparse format
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         content = to_tflite(pruned_model, int8=True, calibration=images)
-    messages = [str(w.message) for w in caught if "sparse int8" in str(w.message)]
-    if messages:  # this runtime's XNNPACK refuses the DENSIFY-fed int8 FULLY_CONNECTED
-        assert content == dense
-        assert "dense int8 file" in messages[0]
-    else:  # a runtime that takes it: the sparse file is used
-        assert len(content) < len(dense)
-    TFLiteClassifier(model_content=content).predict(images[:2])
+    assert not [w for w in caught if "sparse int8" in str(w.message)]
+    assert content == fixed and len(content) < 0.8 * len(dense)
+    np.testing.assert_allclose(
+        TFLiteClassifier(model_content=content).predict(images),
+        TFLiteClassifier(model_content=dense).predict(images),
+        atol=1e-5,
+    )
+
+
+def test_a_refusal_that_names_no_densify_fed_node_is_raised():
+    from tfcompress.convert.sparse_fallback import delegable_sparse, refused_node
+
+    assert refused_node("failed to delegate FULLY_CONNECTED node #38Node number 40 failed") == ("FULLY_CONNECTED", 38)
+    assert refused_node("something else") is None
+
+    def load(content: bytes):
+        raise RuntimeError("Encountered unresolved custom op: Foo.")
+
+    with pytest.raises(RuntimeError, match="unresolved custom op"):
+        delegable_sparse(b"", load)
 
 
 def test_int8_blockers_name_every_layer_lowered_to_a_custom_op(pruned_model):

@@ -18,8 +18,9 @@ each constant weight tensor that is itself at least 30% zeros (:data:`TFLITE_MIN
 TFLite's own per-tensor rule) in its compressed sparse format, rebuilt once by a ``DENSIFY``
 op at load time in any stock runtime. With int8 the sparse file is kept only when it runs in
 :func:`tfcompress.runtime.Interpreter`, gives the dense int8 file's outputs and is smaller;
-otherwise the dense int8 file is returned with a warning (XNNPACK refuses a ``DENSIFY``-fed
-int8 ``FULLY_CONNECTED``, so an int8 model whose dense layer is pruned falls back).
+XNNPACK refuses a ``DENSIFY``-fed int8 ``FULLY_CONNECTED``: the weights of just those layers are
+stored dense (:mod:`tfcompress.convert.sparse_fallback`); when the file still does not run or is
+no smaller, the dense int8 file is returned with a warning.
 """
 
 from __future__ import annotations
@@ -271,22 +272,28 @@ def _convert_saved_model(
 def _checked_sparse_int8(sparse: bytes, dense: bytes, images: np.ndarray) -> bytes:
     """``sparse`` when it is smaller than ``dense`` and gives its outputs on ``images`` in the runtime.
 
-    Otherwise ``dense``, with a warning that says why.
+    Weights the XNNPACK delegate refuses sparse (int8 ``FULLY_CONNECTED``) are stored dense first
+    (:func:`tfcompress.convert.sparse_fallback.delegable_sparse`). Otherwise ``dense``, with a
+    warning that says why.
     """
+    from tfcompress.convert.sparse_fallback import delegable_sparse
     from tfcompress.evaluate import TFLiteClassifier
 
     if len(sparse) >= len(dense):
         return dense
     expected = TFLiteClassifier(model_content=dense).predict(images)
     try:
+        sparse, _ = delegable_sparse(sparse, lambda content: TFLiteClassifier(model_content=content))
         outputs = TFLiteClassifier(model_content=sparse).predict(images)
     except (RuntimeError, ValueError, TfcompressError) as error:
-        problem = f"it does not run in the runtime ({str(error).splitlines()[0]})"
+        problem = f"it does not run in the runtime ({' '.join(str(error).split())})"
     else:
         difference = float(np.max(np.abs(outputs - expected)))
-        if difference <= SPARSE_INT8_TOLERANCE * float(np.max(np.abs(expected))):
+        if difference <= SPARSE_INT8_TOLERANCE * float(np.max(np.abs(expected))) and len(sparse) < len(dense):
             return sparse
         problem = f"its outputs differ from the dense int8 file's by up to {difference:.3g}"
+        if len(sparse) >= len(dense):
+            problem = "with the weights XNNPACK refuses sparse stored dense it is no smaller"
     warnings.warn(
         f"sparse int8 file not used: {problem}; using the dense int8 file ({len(dense):,} bytes "
         f"instead of {len(sparse):,}); convert without --int8 for a sparse float file",
