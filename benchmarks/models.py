@@ -44,14 +44,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "android_demo/raspberry_pi"))  # flowerpi.delegation
 
 import numpy as np  # noqa: E402
+from flowerpi.delegation import delegated_nodes  # noqa: E402
 
 from tfcompress.data import ImageSet, load_split, resolve_data_dir  # noqa: E402
 from tfcompress.evaluate import TFLiteClassifier  # noqa: E402
 from tfcompress.fileio import write_text_atomic  # noqa: E402
 from tfcompress.latency import interleaved_latency  # noqa: E402
-from tfcompress.machine import this_cpu  # noqa: E402
+from tfcompress.machine import kernel_paths, this_cpu  # noqa: E402
 from tfcompress.paired import paired_difference  # noqa: E402
 from tfcompress.runtime import custom_op_names, ops_library_path  # noqa: E402
 
@@ -70,7 +72,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", help="flowers5 folder (default: ../shared/datasets/flowers5)")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models", help="*.tflite and labels.txt")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results", help="for models.json / .md")
+    parser.add_argument(
+        "--kernel",
+        choices=("auto", "avx2", "avx512", "scalar"),
+        default="auto",
+        help="the tfcompress ops' kernel set (TFCOMPRESS_KERNEL; avx2: a phone-like x86 without AVX-512; "
+        "default: auto, the CPU's best)",
+    )
     args = parser.parse_args(argv)
+    if args.kernel != "auto":  # read by the op library when it first runs a kernel
+        os.environ["TFCOMPRESS_KERNEL"] = args.kernel
     if args.rounds < 1 or args.runs < 1 or min(args.threads) < 1:
         parser.error("--rounds, --runs and --threads must be >= 1")
     args.threads = sorted(set(args.threads))
@@ -125,6 +136,7 @@ def environment(runtime: str) -> dict:
         "runtime": runtime,
         "runtime_version": version,
         "ops_library": ops_library_path(),
+        "kernel_paths": kernel_paths(),
         "python": platform.python_version(),
     }
 
@@ -143,6 +155,8 @@ def measure(args: argparse.Namespace, command: str) -> dict:
         classifier = classifiers.get((path.name, 1)) or TFLiteClassifier(path, 1)
         size = int(classifier.input["shape"][1])
         row["input_size"] = size
+        taken, nodes = delegated_nodes(classifier.interpreter)
+        row["delegated_nodes"] = f"{taken}/{nodes}"
         if not args.skip_accuracy:
             if size not in images:
                 images[size] = load_split(args.data, "test", size)
@@ -203,7 +217,7 @@ def markdown(result: dict) -> str:
     threads = [str(t) for t in result["threads"]]
     speed_threads = "1" if "1" in threads else threads[0]
     base = rows.get(BASELINE)
-    head = ["model", "custom ops", "input px", "top-1", "top-1 vs float, points (95% CI)", "bytes"]
+    head = ["model", "custom ops", "nodes delegated", "input px", "top-1", "top-1 vs float, points (95% CI)", "bytes"]
     head.append("x smaller than float")
     head += [f"ms {t} thread{'s' * (t != '1')} (p90)" for t in threads] + [
         f"speed-up vs float at {speed_threads} thread{'s' * (speed_threads != '1')}"
@@ -213,7 +227,9 @@ def markdown(result: dict) -> str:
         "",
         f"Reproduce: `nice -n 5 .venv/bin/python {result['command']}`.",
         f"Measured {result['date']} on {result['cpu']} ({result['cpus']} CPUs, shared with other jobs), "
-        f"{result['runtime']} {result['runtime_version']}. Top-1: flowers5 `test.txt` at 1 thread. Latency: "
+        f"{result['runtime']} {result['runtime_version']}. Kernels: {result.get('kernel_paths', 'not recorded')}. "
+        "Nodes delegated: the nodes XNNPACK and the tfcompress op delegate took, of the model's. "
+        "Top-1: flowers5 `test.txt` at 1 thread. Latency: "
         f"batch 1, {result['rounds']} interleaved rounds x {result['runs']} calls of every model and thread "
         "count; median of the round medians (90th percentile of all calls). Load average (1, 5, 15 min) "
         f"before / after the timing: {result['load_before']} / {result['load_after']}: compare rows of this "
@@ -227,7 +243,8 @@ def markdown(result: dict) -> str:
     for name, row in rows.items():
         accuracy = f"{100 * row['top1']:.2f}%" if row.get("top1") is not None else "-"
         size = row.get("input_size")
-        cells = [f"`{name}`", ", ".join(row["custom_ops"]) or "-", str(size or "?"), accuracy, _versus(row)]
+        cells = [f"`{name}`", ", ".join(row["custom_ops"]) or "-", row.get("delegated_nodes", "?")]
+        cells += [str(size or "?"), accuracy, _versus(row)]
         cells.append(f"{row['bytes']:,}")
         cells.append(_ratio(base["bytes"], row["bytes"]) if base else "-")
         for t in threads:
@@ -246,9 +263,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     result = measure(args, "benchmarks/models.py " + shlex.join(sys.argv[1:] if argv is None else argv))
     args.output.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.output / "models.json", json.dumps(result, indent=1) + "\n", force=True)
+    stem = "models" if args.kernel == "auto" else f"models_{args.kernel}"
+    write_text_atomic(args.output / f"{stem}.json", json.dumps(result, indent=1) + "\n", force=True)
     text = markdown(result)
-    write_text_atomic(args.output / "models.md", text, force=True)
+    write_text_atomic(args.output / f"{stem}.md", text, force=True)
     print(text)
     return result
 

@@ -61,6 +61,7 @@ def test_every_recipe_writes_a_smaller_file_that_matches_its_keras_model(tiny, r
     base = result["measurements"]["input"]
     assert result["tflite_bytes"] == tflite.stat().st_size < base["bytes"]
     assert f"Made by: `tfcompress compress {root / 'in.keras'}" in card and f"--recipe {recipe}" in card
+    assert "earlier run" not in card and "tfcompress ops:" in card and "XNNPACK (picked by the CPU" in card
     trained = [stage.method for stage in builtin_recipe(recipe).training_stages]
     assert [stage["method"] for stage in result["stages"]] == trained
     images = load_split(data, "test", 24).images
@@ -124,6 +125,8 @@ def test_an_interrupted_run_resumes_to_the_same_file(tiny, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "[stage 1/3] slim(penalty_epochs=1, epochs=1): done in an earlier run, reused" in printed
     assert "[stage 2/3] prune(epochs=1): done in an earlier run, reused" in printed
+    card = (root / "resumed.md").read_text()
+    assert "reusing the stage(s) slim, prune an earlier run left in the work folder" in card
     assert run_compress(root, data, "slim+dc", "fresh", "--work", str(root / "fresh.work")) == 0
 
     def digest(path):

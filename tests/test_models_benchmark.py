@@ -100,7 +100,7 @@ def test_benchmark_measures_every_model_at_each_thread_count(tmp_path, models_di
             assert len(latency["round_medians"]) == 2
             assert 0 < latency["ms_min"] <= latency["ms_median"] <= latency["ms_max"]
     table = (out / "models.md").read_text()
-    assert "| `flowers_float.tflite` | - | 16 |" in table and "| 1.00x |" in table
+    assert "| `flowers_float.tflite` | - | 3/3 | 16 |" in table and "| 1.00x |" in table  # XNNPACK took every node
     assert all(row["input_size"] == 16 for row in result["models"].values())
     truth_hits = {}
     for name in result["models"]:
@@ -176,3 +176,14 @@ def test_the_cpu_description_names_the_simd_extensions_that_change_the_figures()
     assert describe_cpu(avx2_only) == "AMD EPYC [AVX2; no AVX-512]"
     rich = "model name\t: AMD EPYC 9R14\nflags\t\t: avx2 avx512f avx512_vnni avx512_bf16 avx512_vpopcntdq\n"
     assert describe_cpu(rich) == "AMD EPYC 9R14 [AVX2, AVX-512F, AVX512-VNNI, AVX512-BF16, AVX512-VPOPCNTDQ]"
+
+
+def test_the_kernel_paths_say_which_xnnpack_isa_and_which_of_our_kernels_ran(monkeypatch):
+    from tfcompress.machine import kernel_paths, xnnpack_paths
+
+    avx2_only = "model name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n"
+    assert xnnpack_paths(avx2_only).endswith("float AVX2+FMA3, int8 AVX2")
+    vnni = "flags\t\t: avx2 avx512f avx512bw avx512_vnni\n"
+    assert xnnpack_paths(vnni).endswith("float AVX-512F, int8 AVX512-VNNI")
+    monkeypatch.setenv("TFCOMPRESS_KERNEL", "scalar")
+    assert "(forced by TFCOMPRESS_KERNEL=scalar)" in kernel_paths()

@@ -20,6 +20,7 @@ from pathlib import Path
 from tfcompress.compress.budget import Budget, Measured, SearchResult, markdown_table, search
 from tfcompress.compress.recipes import Recipe, load_recipe, make_stage, with_overrides
 from tfcompress.errors import TfcompressError
+from tfcompress.machine import kernel_paths, this_cpu
 
 #: What a probe turns off: every finetune and every data-driven search (structure only).
 PROBE_OPTIONS: dict[str, dict[str, object]] = {
@@ -144,6 +145,9 @@ def compress_within_budget(
 
     result = search(candidates, budget, baseline, probe, train, explore, (TfcompressError,))
     table = f"# Budget search for `{Path(input_path).name}`\n\n" + (f"Command: `{command}`\n\n" if command else "")
+    table += (
+        f"Latencies (the speed-ups) measured here: {os.cpu_count()} CPU cores of {this_cpu()}; {kernel_paths()}.\n\n"
+    )
     write_text_atomic(paths.table, table + markdown_table(result), force)
     report = {
         "budget": budget.__dict__,

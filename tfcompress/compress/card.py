@@ -46,10 +46,14 @@ def measurement_table(result, input_path: str | os.PathLike) -> list[str]:
 
 def card_text(result, input_path: str | os.PathLike) -> str:
     """The card's markdown."""
-    from tfcompress.machine import this_cpu
+    from tfcompress.machine import kernel_paths, this_cpu
     from tfcompress.runtime import custom_op_names
 
     recipe = result.recipe
+    reused_stages = [record.method for record in result.stages if record.reused]
+    reused = f", reusing the stage(s) {', '.join(reused_stages)} an earlier run left in the work folder" * bool(
+        reused_stages
+    )
     parts = [RECIPE_DESCRIPTIONS.get(part, "") for part in recipe.name.split("+")]
     ops = sorted(set(custom_op_names(Path(result.output).read_bytes()))) if Path(result.output).is_file() else []
     lines = [
@@ -61,8 +65,8 @@ def card_text(result, input_path: str | os.PathLike) -> str:
         "",
         f"Made by: `{result.command}`" if result.command else "Made by the Python API (tfcompress.compress).",
         f"(stages: {sum(r.seconds for r in result.stages) / 60:.1f} min of compute in all; this invocation "
-        f"{result.seconds / 60:.1f} min, reusing the stages an earlier run left in the work folder; "
-        f"{os.cpu_count()} CPU cores of {this_cpu()}, {time.strftime('%Y-%m-%d')}.)",
+        f"{result.seconds / 60:.1f} min{reused}; "
+        f"{os.cpu_count()} CPU cores of {this_cpu()}, {time.strftime('%Y-%m-%d')}; {kernel_paths()}.)",
         "",
         "Custom ops: " + (", ".join(f"`{op}`" for op in ops) + " (need `libtfcompress_ops.so`)" if ops else "none"),
         "",
