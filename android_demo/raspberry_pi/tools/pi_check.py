@@ -6,11 +6,12 @@ Steps:
      of the app's requirements under build/pi-aarch64/.
   2. On the emulated aarch64 Python: the machine name, and the kernels the cross-built op
      library offers and picks (NEON expected).
-  3. For every model: the app (``--json``) on the same flowers5 test images, once with the
-     x86 Python, ai-edge-litert and op library, and under ``qemu-aarch64-static`` with
+  3. For every model: the app (``--json``) on the same flowers5 test images, on x86 with the
+     x86 op library, and under ``qemu-aarch64-static`` with
      ``QEMU_CPU=cortex-a72`` (a Raspberry Pi 4's core) with the aarch64 Python and op library
      on each runtime the app supports: ai-edge-litert (its default, DEST/site) and
-     tflite-runtime 2.14 (its fallback, DEST/site-tflite-runtime). ai-edge-litert needs the
+     tflite-runtime 2.14 (its fallback, DEST/site-tflite-runtime), each compared with the same
+     runtime on x86 (tflite-runtime in build/x86-tflite-runtime). ai-edge-litert needs the
      Pi 4 ``/proc/cpuinfo`` that make_aarch64_root.sh puts in the emulated root (without it,
      it crashes creating any interpreter: see that script).
   4. Each model runs on each side with XNNPACK (the default) and with TFLite's own kernels
@@ -182,6 +183,17 @@ def compare(x86: dict, arm: dict) -> tuple[bool, float, list[str]]:
     return not problems, worst, problems
 
 
+def x86_tflite_runtime(folder: Path) -> str:
+    """An x86 Python with tflite-runtime 2.14 (and numpy<2, which it needs), made once in ``folder``."""
+    python = folder / "bin/python"
+    if not (folder / ".installed").is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tflite-runtime==2.14.0", "numpy<2", "pillow"],
+                       check=True)  # fmt: skip
+        (folder / ".installed").touch()
+    return str(python)
+
+
 def main() -> int:
     args = parse_args()
     out = Path(args.out)
@@ -208,6 +220,12 @@ def main() -> int:
         for runtime, site in ARM_RUNTIMES.items()
     }
     arm_env = arm_envs["tflite_runtime"]
+    # Each aarch64 run is compared with the same runtime and kernels on x86: tflite-runtime 2.14's XNNPACK
+    # takes fewer ops (not the dynamic-range ones) than ai-edge-litert's, so their int8 arithmetic differs.
+    x86_pythons = {
+        "ai_edge_litert": sys.executable,
+        "tflite_runtime": x86_tflite_runtime(REPO / "build/x86-tflite-runtime"),
+    }
 
     entries = [line.strip() for line in (Path(args.data) / "test.txt").read_text().splitlines() if line.strip()]
     step = max(len(entries) // args.images, 1)
@@ -230,9 +248,10 @@ def main() -> int:
         for kernels, extra in [mode for name, mode in KERNEL_MODES.items() if args.kernels in ("both", name)]:
             common = ["--model", str(model), "--list", str(image_list), "--json", "--threads", str(args.threads)]
             common += ["--labels", str(REPO / "models/labels.txt"), *extra]
-            x86_run = run([sys.executable, str(CLASSIFY), *common, "--ops-library", args.ops_library_x86], x86_env, log)
-            x86_pred = predictions(x86_run.stdout)
             for runtime, env in arm_envs.items():
+                x86 = [x86_pythons[runtime], str(CLASSIFY), *common, "--runtime", runtime]
+                x86_run = run([*x86, "--ops-library", args.ops_library_x86], x86_env, log)
+                x86_pred = predictions(x86_run.stdout)
                 arm = [*arm_python, str(CLASSIFY), *common, "--runtime", runtime, "--ops-library", str(arm_library)]
                 arm_run = run(arm, env, log, check=False)
                 arm_pred = predictions(arm_run.stdout)
@@ -292,8 +311,8 @@ def main() -> int:
         "",
         f"aarch64 probe: `{probe}`",
         "",
-        f"Emulated CPU: `QEMU_CPU={QEMU_CPU}` (Raspberry Pi 4); x86 side: ai-edge-litert. Delegated nodes: the "
-        "nodes XNNPACK and the tfcompress op delegate took, of the model's nodes.",
+        f"Emulated CPU: `QEMU_CPU={QEMU_CPU}` (Raspberry Pi 4); x86 side: the same runtime as the aarch64 run. "
+        "Delegated nodes: the nodes XNNPACK and the tfcompress op delegate took, of the model's nodes.",
         "",
     ]
     lines += [
