@@ -230,3 +230,36 @@ def test_pq_block_size_auto_halves_the_pointwise_blocks_of_depthwise_separable_n
     assert block_size_for(pointwise, "mobile") == 2 and block_size_for(pointwise, "small") == 4
     with pytest.raises(TfcompressError, match="use small, large, mobile or an integer"):
         block_size_for(pointwise, "tiny")
+
+
+def test_an_output_that_lost_too_much_is_written_flagged_in_its_card_and_fails_the_command(tiny, capsys, monkeypatch):
+    from tfcompress.compress import measure
+
+    root, data = tiny
+    real = measure.correct
+
+    def output_always_wrong(path, images, labels):  # the output file (in the work folder) gets every image wrong
+        hits = real(path, images, labels)
+        return np.zeros_like(hits) if "output-" in str(path) else np.ones_like(hits)
+
+    monkeypatch.setattr(measure, "correct", output_always_wrong)
+    assert run_compress(root, data, "int8", "collapsed") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "lost 100.00 points of test top-1 (0.00% against 100.00%" in error
+    assert "pass --allow-drop" in error
+    card = (root / "collapsed.md").read_text()
+    assert card.splitlines()[2].startswith("**Warning: the compressed model lost 100.00 points")
+    assert "-100.00 points (95% CI -100.0 to -100.0)" in card
+    assert run_compress(root, data, "int8", "accepted", "--allow-drop") == 0
+    assert run_compress(root, data, "int8", "lenient", "--max-loss", "100") == 0
+    assert "Warning" not in (root / "lenient.md").read_text()
+
+
+def test_the_card_gives_the_paired_interval_of_the_top1_change():
+    from tfcompress.compress.card import top1_change
+    from tfcompress.compress.measure import FileMeasurement
+
+    base = FileMeasurement("in.tflite", 10, {"test": 0.875}, {"test": 8}, correct={"test": "11110111"})
+    out = FileMeasurement("out.tflite", 5, {"test": 0.625}, {"test": 8}, correct={"test": "11100110"})
+    # images 3 and 7 lost, none gained: -2/8 = -25 points, se = sqrt(2 - 4/8) / 8 = 15.3 points
+    assert top1_change(base, out, "test") == "-25.00 points (95% CI -55.0 to +5.0)"

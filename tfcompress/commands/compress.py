@@ -55,9 +55,14 @@ def _compress(args: argparse.Namespace) -> None:
 
     recipe = with_overrides(load_recipe(args.recipe), args.set or (), args.epochs)
     print(f"recipe {recipe.describe()}", flush=True)
-    result = compress(args.model, args.output, recipe, **_run_options(args, command))
+    result = compress(args.model, args.output, recipe, max_loss=args.max_loss, **_run_options(args, command))
     if is_chief(args.devices):
         _print_result(result)
+        if result.lost_too_much and not args.allow_drop:
+            raise TfcompressError(
+                f"{result.lost_too_much}: {args.output} is written for inspection and its card says so; try "
+                "fewer epochs' worth of compression (--set) or another recipe, or pass --allow-drop to accept it"
+            )
     else:
         print(f"worker {args.devices.index} done: {result.tflite_bytes:,} bytes; worker 0 writes {args.output}")
 
@@ -170,6 +175,17 @@ def add_commands(subparsers) -> None:
     )
     budget.add_argument("--explore", action="store_true", help="train every feasible candidate (full Pareto plot)")
     add_device_arguments(parser)
+    parser.add_argument(
+        "--max-loss",
+        type=positive_float,
+        default=10.0,
+        metavar="P",
+        help="a recipe whose output loses more than P points of test top-1 fails (non-zero exit, warning in the "
+        "card) unless --allow-drop (default: 10)",
+    )
+    parser.add_argument(
+        "--allow-drop", action="store_true", help="exit 0 even when the output loses more than --max-loss"
+    )
     parser.add_argument("--limit", type=positive_int, help="use only this many images per split (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     parser.add_argument("--latency-rounds", type=positive_int, default=7, help="interleaved latency rounds")

@@ -21,6 +21,31 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def top1_change(base, out, split: str) -> str:
+    """``-1.69 points (95% CI -2.9 to -0.5)``: the paired difference on the same images (:mod:`tfcompress.paired`)."""
+    from tfcompress.paired import paired_difference
+
+    if split not in out.correct or split not in base.correct:
+        return f"{100 * (out.top1[split] - base.top1[split]):+.2f} points"
+    pair = paired_difference(out.correct_on(split), base.correct_on(split))
+    return f"{pair.points:+.2f} points (95% CI {pair.low:+.1f} to {pair.high:+.1f})"
+
+
+def drop_warning(result, max_loss: float) -> str | None:
+    """A one-line warning when the output lost more than ``max_loss`` points of test top-1, else ``None``."""
+    if not result.measurements or "test" not in result.measurements["output"].top1:
+        return None
+    base, out = result.measurements["input"], result.measurements["output"]
+    lost = 100 * (base.top1["test"] - out.top1["test"])
+    if lost <= max_loss:
+        return None
+    return (
+        f"the compressed model lost {lost:.2f} points of test top-1 ({100 * out.top1['test']:.2f}% against "
+        f"{100 * base.top1['test']:.2f}%; change {top1_change(base, out, 'test')}), more than the {max_loss:g} "
+        "points allowed"
+    )
+
+
 def measurement_table(result, input_path: str | os.PathLike) -> list[str]:
     """Markdown rows: input against output, top-1, bytes, latency at each thread count."""
     base, out = result.measurements["input"], result.measurements["output"]
@@ -29,10 +54,9 @@ def measurement_table(result, input_path: str | os.PathLike) -> list[str]:
         "|---|---:|---:|---:|",
     ]
     for split in out.top1:
-        change = 100 * (out.top1[split] - base.top1[split])
         rows.append(
             f"| top-1 on {split} ({out.images[split]} images, runtime) | {100 * base.top1[split]:.2f}% | "
-            f"{100 * out.top1[split]:.2f}% | {change:+.2f} points |"
+            f"{100 * out.top1[split]:.2f}% | {top1_change(base, out, split)} |"
         )
     size_change = _ratio(base.bytes, out.bytes, "smaller", "larger")
     rows.append(f"| .tflite bytes | {base.bytes:,} | {out.bytes:,} | {size_change} |")
@@ -56,9 +80,11 @@ def card_text(result, input_path: str | os.PathLike) -> str:
     )
     parts = [RECIPE_DESCRIPTIONS.get(part, "") for part in recipe.name.split("+")]
     ops = sorted(set(custom_op_names(Path(result.output).read_bytes()))) if Path(result.output).is_file() else []
+    warning = result.lost_too_much
     lines = [
         f"# {Path(result.output).stem}",
         "",
+        *([f"**Warning: {warning}.** It is written for inspection; do not ship it.", ""] if warning else []),
         f"`{Path(input_path).name}` compressed with the recipe **{recipe.name}**"
         + (f" ({'; '.join(p for p in parts if p)})" if any(parts) else "")
         + ".",

@@ -24,19 +24,29 @@ class FileMeasurement:
     top1: dict[str, float] = field(default_factory=dict)
     images: dict[str, int] = field(default_factory=dict)
     latency_ms: dict[int, float] = field(default_factory=dict)
+    #: per split, ``"0110..."``: whether each image (in the split's order) was classified right
+    correct: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["latency_ms"] = {str(k): round(v, 4) for k, v in self.latency_ms.items()}
         return data
 
+    def correct_on(self, split: str) -> np.ndarray:
+        """Per-image correctness on ``split`` as booleans."""
+        return np.frombuffer(self.correct[split].encode(), np.uint8) == ord("1")
 
-def top1(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 of a ``.tflite`` on ``images`` (one invoke per image, as on a device)."""
+
+def correct(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-image top-1 correctness of a ``.tflite`` on ``images`` (one invoke per image, as on a device)."""
     from tfcompress.evaluate import TFLiteClassifier
 
-    predictions = TFLiteClassifier(path, threads=2).predict(images).argmax(axis=1)
-    return float(np.mean(predictions == labels))
+    return TFLiteClassifier(path, threads=2).predict(images).argmax(axis=1) == labels
+
+
+def top1(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 of a ``.tflite`` on ``images``."""
+    return float(np.mean(correct(path, images, labels)))
 
 
 def measure_files(
@@ -62,7 +72,9 @@ def measure_files(
     for split in splits:
         data = load_split(data_dir, split, size, limit)
         for label, path in paths.items():
-            results[label].top1[split] = top1(path, data.images, data.labels)
+            hits = correct(path, data.images, data.labels)
+            results[label].top1[split] = float(np.mean(hits))
+            results[label].correct[split] = "".join("1" if hit else "0" for hit in hits)
             results[label].images[split] = len(data)
         sample = data.images[0]
     for count, latencies in interleaved_latencies(paths, sample, threads, rounds, runs).items():

@@ -59,9 +59,19 @@ class CompressResult:
     measurements: dict = field(default_factory=dict)
     seconds: float = 0.0
     command: str = ""
+    #: test top-1 points the output may lose before the card warns and ``tfcompress compress`` fails
+    max_loss: float = 10.0
+
+    @property
+    def lost_too_much(self) -> str | None:
+        """Why the output is not fit to ship (it lost more than ``max_loss`` points of test top-1), else ``None``."""
+        from tfcompress.compress.card import drop_warning
+
+        return drop_warning(self, self.max_loss)
 
     def to_dict(self) -> dict:
         return {
+            "lost_too_much": self.lost_too_much,
             "recipe": self.recipe.to_dict(),
             "output": str(self.output),
             "keras": str(self.keras_path),
@@ -290,6 +300,7 @@ def compress(
     json_path: str | os.PathLike | None = None,
     command: str = "",
     teacher_path: str | os.PathLike | None = None,
+    max_loss: float = 10.0,
 ) -> CompressResult:
     """Compress ``input_path`` with ``recipe`` into ``output`` (.tflite) and its ``.keras`` and ``.md`` siblings.
 
@@ -313,6 +324,8 @@ def compress(
         command: the command line, recorded in the card.
         teacher_path: distil from this model instead of IN (e.g. the float model when IN is
             already compressed).
+        max_loss: test top-1 points the output may lose; beyond it the card opens with a warning
+            and :attr:`CompressResult.lost_too_much` says why (the command exits non-zero on it).
 
     Raises:
         TfcompressError: an existing output without ``force``, a model/data class mismatch, a
@@ -344,7 +357,7 @@ def compress(
     print("converting ...", flush=True)
     data = convert_result(compressed, recipe, data_dir, limit)
     staged = write_bytes_atomic(work / f"output-{recipe_key(recipe)}.tflite", data, force=True)
-    result = CompressResult(recipe, output, keras_path, records, len(data), command=command)
+    result = CompressResult(recipe, output, keras_path, records, len(data), command=command, max_loss=max_loss)
     if not chief:  # the training was the cluster's; measuring and writing the outputs is worker 0's
         result.seconds = time.perf_counter() - start
         return result
