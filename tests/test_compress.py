@@ -263,3 +263,40 @@ def test_the_card_gives_the_paired_interval_of_the_top1_change():
     out = FileMeasurement("out.tflite", 5, {"test": 0.625}, {"test": 8}, correct={"test": "11100110"})
     # images 3 and 7 lost, none gained: -2/8 = -25 points, se = sqrt(2 - 4/8) / 8 = 15.3 points
     assert top1_change(base, out, "test") == "-25.00 points (95% CI -55.0 to +5.0)"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--recipe", "slimm"], "unknown recipe 'slimm'"),
+        (["--recipe", "pq", "--set", "pq.block_size=huge"], "option pq.block_size must be one of auto, small"),
+        (["--recipe", "pruned", "--set", "prune.allocation=even"], "option prune.allocation must be one of layer"),
+        (["--recipe", "lowrank", "--set", "lowrank.method=qr"], "option lowrank.method must be one of svd"),
+        (["--recipe", "pruned", "--set", "prune.sparsity=lots"], "option prune.sparsity must be a float"),
+    ],
+)
+def test_a_bad_recipe_or_option_is_refused_before_tensorflow_loads_or_any_folder_is_made(tmp_path, options, message):
+    import subprocess
+    import sys
+
+    runner = (
+        "import sys; from tfcompress.cli import main; status = main(sys.argv[1:]); "
+        "sys.exit(3 if 'tensorflow' in sys.modules or 'keras' in sys.modules else status)"
+    )
+    out = tmp_path / "out" / "small.tflite"
+    command = [sys.executable, "-c", runner, "compress", str(tmp_path / "in.keras"), "-o", str(out), *options]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # no work folder, no output folder
+
+
+def test_the_recipe_option_choices_are_the_methods_own():
+    from tfcompress.compress.recipes import CHOICES
+    from tfcompress.lowrank.methods import METHODS
+    from tfcompress.pq.quantize import BLOCK_PRESETS
+    from tfcompress.pruning.prune import ALLOCATIONS
+
+    assert set(CHOICES[("pq", "block_size")]) == {"auto", *BLOCK_PRESETS}
+    assert set(CHOICES[("lowrank", "method")]) == set(METHODS)
+    assert set(CHOICES[("prune", "allocation")]) == set(ALLOCATIONS)

@@ -47,7 +47,7 @@ def pq_model() -> keras.Model:
 def test_pq_fits_the_block_size_or_skips_the_layer_with_its_reason():
     model, x = pq_model(), images()
     quantizer = ProductQuantizer(model, x, n_centroids=4, n_centroids_dense=4, layer_steps=0, global_steps=0, verbose=0)
-    with pytest.warns(UserWarning, match=r"left float: .*prime \(Conv2D: no block size"):
+    with pytest.warns(UserWarning, match=r"left float: .*Conv2D: no block size from 2 .* = 7 \(1 layer: prime\)"):
         student = quantizer.run()
     assert {r.name: r.block_size for r in quantizer.records} == {"squeeze": 4, "se_expand": 3, "to_seven": 4}
     assert isinstance(student.get_layer("se_expand"), PQConv2D)
@@ -92,7 +92,7 @@ def test_slim_never_empties_a_layer_and_reports_the_capped_share():
     _set_norms(model)
     _, *rest = model.get_layer("project_bn").get_weights()
     model.get_layer("project_bn").set_weights([np.array([0.01, 0.02]), *rest])
-    with pytest.warns(UserWarning, match=r"slimming capped: project_conv \(Conv2D: share capped"):
+    with pytest.warns(UserWarning, match=r"slimming capped: Conv2D: share capped.*\(1 layer: project_conv\)"):
         thin, report = slim(model, 0.3, return_report=True)
     assert thin.get_layer("project_conv").filters == 1
     assert report.removed_channels == 7  # 0.3 of 26: one projection channel, then six from the other layers
@@ -190,3 +190,20 @@ def test_low_rank_pruning_and_sharing_list_the_layers_they_leave():
 
     shared = deep_compress(plain, conv_bits=4, dense_bits=4)
     assert set(reasons(skipped_layers(shared))) == {"dw", "separable"}
+
+
+def test_many_skipped_layers_are_grouped_by_reason_with_counts():
+    from tfcompress.skipped import describe_skipped, grouped, split_message
+
+    records = [SkippedLayer(f"dw{i}", "DepthwiseConv2D: only Conv2D and Dense") for i in range(16)]
+    records.append(SkippedLayer("stem", "Conv2D: the first layer stays float"))
+    line = describe_skipped(records, "left float: ")
+    assert line == (
+        "left float: DepthwiseConv2D: only Conv2D and Dense (16 layers: dw0, dw1, dw2 and 13 more); "
+        "Conv2D: the first layer stays float (1 layer: stem)"
+    )
+    messages = [f"{r.layer}: {r.reason}" for r in records[:2]] + ["head (Dense: too small)"]
+    assert grouped(map(split_message, messages)) == [
+        "DepthwiseConv2D: only Conv2D and Dense (2 layers: dw0, dw1)",
+        "Dense: too small (1 layer: head)",
+    ]

@@ -47,7 +47,35 @@ def skipped_layers(model: keras.Model) -> list[SkippedLayer]:
     return list(getattr(model, "_tfc_skipped_layers", ()))
 
 
+#: Layer names shown per reason before "and N more".
+NAMES_SHOWN = 3
+
+
+def grouped(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """``(layer, reason)`` pairs as one line per reason, most frequent first: ``Kind: why (16 layers: a, b, c
+    and 13 more)``."""
+    by_reason: dict[str, list[str]] = {}
+    for layer, reason in pairs:
+        by_reason.setdefault(reason, []).append(layer)
+    lines = []
+    for reason, layers in sorted(by_reason.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(layers[:NAMES_SHOWN]) + (
+            f" and {len(layers) - NAMES_SHOWN} more" if len(layers) > NAMES_SHOWN else ""
+        )
+        lines.append(f"{reason} ({len(layers)} layer{'s' * (len(layers) > 1)}: {shown})")
+    return lines
+
+
+def split_message(message: str) -> tuple[str, str]:
+    """``(layer, reason)`` of a skip message, ``"name (Kind: why)"`` or ``"name: reason"``."""
+    name, paren, rest = message.partition(" (")
+    if paren and rest.endswith(")") and ":" not in name:
+        return name, rest[:-1]
+    name, _, reason = message.partition(": ")
+    return name, reason
+
+
 def describe_skipped(records: Iterable[SkippedLayer], prefix: str = "left as they were: ") -> str:
-    """One line: ``prefix`` then ``name (Kind: why)`` per record; empty when there is none."""
+    """One line: ``prefix`` then the records grouped by reason (:func:`grouped`); empty when there is none."""
     records = list(records)
-    return prefix + ", ".join(map(str, records)) if records else ""
+    return prefix + "; ".join(grouped((r.layer, r.reason) for r in records)) if records else ""

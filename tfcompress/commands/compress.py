@@ -50,10 +50,10 @@ def _compress(args: argparse.Namespace) -> None:
         return
     if args.recipe is None:
         raise TfcompressError("give --recipe R (see --list-recipes), or a budget: --target-bytes / --target-speedup")
-    from tfcompress.compress import compress, load_recipe, with_overrides
+    from tfcompress.compress import compress
     from tfcompress.distribute import is_chief
 
-    recipe = with_overrides(load_recipe(args.recipe), args.set or (), args.epochs)
+    recipe = args.parsed_recipe
     print(f"recipe {recipe.describe()}", flush=True)
     result = compress(args.model, args.output, recipe, max_loss=args.max_loss, **_run_options(args, command))
     if is_chief(args.devices):
@@ -68,8 +68,14 @@ def _compress(args: argparse.Namespace) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Mistakes found from the options alone, before a worker joins its cluster."""
+    """Mistakes found from the options alone, before a worker joins its cluster, TensorFlow is imported or any
+    folder is made: the recipe and every ``--set`` value are parsed here (``args.parsed_recipe``)."""
+    from tfcompress.compress.recipes import load_recipe, with_overrides
+
     budget_mode = args.target_bytes is not None or args.target_speedup is not None
+    args.parsed_recipe = None
+    if args.recipe is not None and not budget_mode and not args.list_recipes:
+        args.parsed_recipe = with_overrides(load_recipe(args.recipe), args.set or (), args.epochs)
     if budget_mode and (args.workers is not None or os.environ.get("TF_CONFIG")):
         raise TfcompressError(
             "a budget search runs on one machine (its choices follow latencies measured where it runs); "
@@ -127,6 +133,9 @@ def _budget(args: argparse.Namespace, command: str) -> None:
 
 def add_commands(subparsers) -> None:
     """Add ``compress``."""
+    from tfcompress.compress.recipes import BUILTIN_RECIPES
+
+    recipes = ", ".join(BUILTIN_RECIPES)
     parser = subparsers.add_parser(
         "compress",
         help="compress, finetune (distilled from IN), convert and measure in one command: a recipe or a budget",
@@ -140,7 +149,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument(
         "--recipe",
         metavar="R",
-        help="built-in recipe (int8, pq, pruned, dc, slim, lowrank), a composition like slim+dc, or a .toml file",
+        help=f"built-in recipe ({recipes}), a composition like slim+dc, or a .toml file",
     )
     parser.add_argument(
         "--set",

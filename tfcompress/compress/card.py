@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tfcompress.compress.recipes import RECIPE_DESCRIPTIONS
+from tfcompress.skipped import grouped, split_message
 
 
 def _ratio(before: float, after: float, better: str, worse: str) -> str:
@@ -102,7 +103,7 @@ def card_text(result, input_path: str | os.PathLike) -> str:
         "|---:|---|---|---|---:|",
     ]
     for number, record in enumerate(result.stages, 1):
-        skipped = cell("; ".join(record.skipped)) if record.skipped else "-"
+        skipped = cell("; ".join(grouped(map(split_message, record.skipped)))) if record.skipped else "-"
         reused = " (reused)" if record.reused else ""
         minutes = f"{record.seconds / 60:.1f}{reused}"
         lines.append(f"| {number} | `{record.description}` | {cell(record.summary)} | {skipped} | {minutes} |")

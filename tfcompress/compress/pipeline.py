@@ -216,6 +216,7 @@ def run_stages(
     from tfcompress.convert import load_keras_model
     from tfcompress.fileio import atomic_output, write_text_atomic
     from tfcompress.nested import inline_submodels, submodels
+    from tfcompress.skipped import grouped, split_message
 
     stages = recipe.training_stages
     if stages and submodels(model):  # a backbone used as one layer: every method must see its layers
@@ -250,8 +251,8 @@ def run_stages(
                 model.save(tmp)
             write_text_atomic(record_file, json.dumps(record.__dict__, indent=1), force=True)
         print(f"{header}: {record.summary}", flush=True)
-        for message in record.skipped:
-            print(f"  left as it is: {message}", flush=True)
+        for line in grouped(map(split_message, record.skipped)):
+            print(f"  left as they are: {line}", flush=True)
         records.append(record)
     return model, records
 

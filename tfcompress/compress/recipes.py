@@ -93,6 +93,16 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
 #: not learned on the data (:func:`tfcompress.compress.pipeline.resolve_batchnorm`), else updates.
 BATCHNORM_MODES = ("auto", "update", "freeze")
 
+#: The values a string option may take (checked with the recipe, before any work): the PQ block-size
+#: presets of :data:`tfcompress.pq.quantize.BLOCK_PRESETS` (or a block size), the low-rank methods of
+#: :data:`tfcompress.lowrank.methods.METHODS`, the pruning allocations of
+#: :data:`tfcompress.pruning.prune.ALLOCATIONS` (tests hold these lists to those modules').
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("pq", "block_size"): ("auto", "small", "large", "mobile"),
+    ("lowrank", "method"): ("svd", "spatial_svd", "tucker2", "cp"),
+    ("prune", "allocation"): ("layer", "global"),
+}
+
 #: Stages whose layers become ``Tfc*`` custom ops: int8 conversion cannot follow them.
 CUSTOM_OP_STAGES = ("pq", "share", "binary")
 
@@ -205,6 +215,10 @@ def _coerce(method: str, name: str, value, default):
         raise TfcompressError(f"option binary.attention must be auto or none, got {value!r}")
     if (method, name) == ("binary", "width") and value != "auto" and not (value.isdigit() and int(value) > 0):
         raise TfcompressError(f"option binary.width must be auto or a channel count, got {value!r}")
+    choices = CHOICES.get((method, name))
+    if choices and value not in choices and not (name == "block_size" and value.isdigit() and int(value) > 0):
+        extra = " or a block size" if name == "block_size" else ""
+        raise TfcompressError(f"option {method}.{name} must be one of {', '.join(choices)}{extra}, got {value!r}")
     if name == "batchnorm" and value not in BATCHNORM_MODES:
         raise TfcompressError(f"option {method}.batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {value!r}")
     if kind in (int, float) and value < 0:

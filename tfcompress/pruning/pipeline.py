@@ -146,7 +146,8 @@ def slim_and_finetune(
         warnings.warn(
             f"the BatchNorm |gamma| barely differ (their 10th to 90th percentile span {spread:.1%} of the median, "
             f"after {penalty_epochs} penalty epoch(s)): the threshold removes channels almost at random; "
-            "train the sparsity phase longer or stronger (--penalty-epochs, --l1)",
+            "train the sparsity phase longer or stronger (tfcompress compress: --set slim.penalty_epochs=N, "
+            "--set slim.l1=X; tfcompress slim: --penalty-epochs, --l1)",
             stacklevel=2,
         )
     thin, report = slim(model, ratio, return_report=True)
