@@ -440,3 +440,32 @@ def test_distill_benchmark_soft_target_stats_hand_computed():
     assert math.isclose(stats["wrong_class_entropy_nats"], np.mean(wrong))
     # at the benchmark's temperature the targets are flatter
     assert stats[f"T={benchmark.TEMPERATURE:g}"]["mean_entropy_nats"] > one["mean_entropy_nats"]
+
+
+def test_a_finetune_leaves_its_teacher_trainable_so_a_model_cloned_from_it_trains(tmp_path):
+    """Keras' Distiller freezes its teacher: the teacher given must stay as it was (a regression: the
+    input model, made non-trainable by its first distilled finetune, gave clones that never trained)."""
+    from conftest import make_image_folder
+
+    from tfcompress.models import build_model
+    from tfcompress.pruning.finetune import FinetuneConfig, finetune
+
+    data = make_image_folder(tmp_path / "data")
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet8", num_classes=3, image_size=24, width=4)
+    before = [w.copy() for w in model.get_weights()]
+
+    def clone() -> keras.Model:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(before)
+        return copy
+
+    for _ in range(2):
+        trained = finetune(clone, data, 24, FinetuneConfig(epochs=1, batch_size=4), teacher=model, verbose=0)
+        assert model.trainable and all(layer.trainable for layer in model.layers)
+        kernels = [layer.name for layer in model.layers if hasattr(layer, "kernel")]
+        moved = [
+            not np.array_equal(trained.get_layer(name).kernel.numpy(), model.get_layer(name).kernel.numpy())
+            for name in kernels
+        ]
+        assert kernels and all(moved)

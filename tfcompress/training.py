@@ -52,6 +52,8 @@ class TrainConfig:
     keep: str = "best"
     pretrained: bool = False
     optimizer: str = "sgd"
+    #: ``"cosine"`` (warm-up, then cosine decay to 0) or ``"constant"`` (``learning_rate`` throughout: probes)
+    schedule: str = "cosine"
 
 
 KEEP_CHOICES = ("best", "last")
@@ -118,6 +120,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
         warmup_target=config.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
+    if config.schedule == "constant":
+        schedule = config.learning_rate
     if config.optimizer not in OPTIMIZERS:
         raise TfcompressError(f"unknown optimizer {config.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
     # SGD diverges from frozen-BN ImageNet weights (README) and stalls binary nets; Adam scales each step

@@ -37,7 +37,17 @@ from tfcompress.errors import TfcompressError
 #: (distilled from the input model); ``--epochs`` on the command line overrides it everywhere.
 STAGE_DEFAULTS: dict[str, dict[str, object]] = {
     # Network Slimming (Liu et al. 2017): L1 on BatchNorm gamma, one global threshold, rebuild thinner.
-    "slim": {"ratio": 0.5, "penalty_epochs": 3, "l1": 1e-4, "epochs": 10, "learning_rate": 0.01, "batchnorm": "auto"},
+    # ``learning_rate = "auto"``: the largest step (of ``optimizer``'s candidates; "auto": SGD's and AdamW's)
+    # that does the model no harm, probed on it (tfcompress.compress.finetune_choice); opt-in for now.
+    "slim": {
+        "ratio": 0.5,
+        "penalty_epochs": 3,
+        "l1": 1e-4,
+        "epochs": 10,
+        "optimizer": "sgd",
+        "learning_rate": "0.01",
+        "batchnorm": "auto",
+    },
     # Low-rank factorization: ranks searched for a fraction of the MACs, scored on validation images.
     "lowrank": {
         "method": "tucker2",
@@ -45,11 +55,19 @@ STAGE_DEFAULTS: dict[str, dict[str, object]] = {
         "eval_images": 200,
         "rank_multiple": 8,
         "epochs": 6,
-        "learning_rate": 0.01,
+        "optimizer": "sgd",
+        "learning_rate": "0.01",
         "batchnorm": "auto",
     },
     # Magnitude pruning on a polynomial schedule (Zhu & Gupta 2017).
-    "prune": {"sparsity": 0.8, "allocation": "global", "epochs": 6, "learning_rate": 0.01, "batchnorm": "auto"},
+    "prune": {
+        "sparsity": 0.8,
+        "allocation": "global",
+        "epochs": 6,
+        "optimizer": "sgd",
+        "learning_rate": "0.01",
+        "batchnorm": "auto",
+    },
     # Deep Compression's weight sharing + trained quantization (Han et al. 2016); Huffman in the file.
     "share": {"conv_bits": 5, "dense_bits": 5, "epochs": 1, "learning_rate": 0.002, "batchnorm": "auto"},
     # Product quantization, And the Bit Goes Down (Stock et al. 2020). ``epochs`` are passes over the
@@ -101,7 +119,13 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("pq", "block_size"): ("auto", "small", "large", "mobile"),
     ("lowrank", "method"): ("svd", "spatial_svd", "tucker2", "cp"),
     ("prune", "allocation"): ("layer", "global"),
+    ("slim", "optimizer"): ("auto", "sgd", "adam"),
+    ("lowrank", "optimizer"): ("auto", "sgd", "adam"),
+    ("prune", "optimizer"): ("auto", "sgd", "adam"),
 }
+
+#: Stages whose ``learning_rate`` may be ``"auto"`` (else a positive number).
+AUTO_LEARNING_RATE = ("slim", "lowrank", "prune")
 
 #: Stages whose layers become ``Tfc*`` custom ops: int8 conversion cannot follow them.
 CUSTOM_OP_STAGES = ("pq", "share", "binary")
@@ -215,6 +239,12 @@ def _coerce(method: str, name: str, value, default):
         raise TfcompressError(f"option binary.attention must be auto or none, got {value!r}")
     if (method, name) == ("binary", "width") and value != "auto" and not (value.isdigit() and int(value) > 0):
         raise TfcompressError(f"option binary.width must be auto or a channel count, got {value!r}")
+    if method in AUTO_LEARNING_RATE and name == "learning_rate":
+        text = str(value)
+        with contextlib.suppress(ValueError):
+            if text == "auto" or float(text) > 0:
+                return text if text == "auto" else str(float(text))
+        raise TfcompressError(f"option {method}.learning_rate must be auto or a positive number, got {value!r}")
     choices = CHOICES.get((method, name))
     if choices and value not in choices and not (name == "block_size" and value.isdigit() and int(value) > 0):
         extra = " or a block size" if name == "block_size" else ""

@@ -52,20 +52,52 @@ class StageResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _finetune_config(stage: Stage, context: StageContext):
+def chosen_finetune(model: keras.Model, stage: Stage, context: StageContext):
+    """The stage's ``(optimizer, learning rate, note)``: as its options say, or probed on ``model`` where "auto".
+
+    ``learning_rate = "auto"``: the no-harm probe of :mod:`tfcompress.compress.finetune_choice` over the
+    candidates of the stage's ``optimizer`` (all of them for ``"auto"``); its result is kept in the stage's
+    folder, so a resumed run does not probe again. A fixed learning rate with ``optimizer = "auto"`` is SGD's.
+    """
+    import json
+
+    from tfcompress.compress.finetune_choice import CANDIDATES, FinetuneChoice, choose_finetune
+
+    optimizer, rate = str(stage.options.get("optimizer", "sgd")), str(stage.option("learning_rate"))
+    if rate != "auto":
+        return ("sgd" if optimizer == "auto" else optimizer), float(rate), ""
+    candidates = tuple(c for c in CANDIDATES if optimizer in ("auto", c[0]))
+    record = context.work / "finetune_choice.json"
+    if record.is_file():
+        choice = FinetuneChoice(**json.loads(record.read_text()))
+    else:
+        choice = choose_finetune(
+            model, context.teacher, context.data_dir, stage.option("batchnorm") == "freeze", candidates,
+            limit=context.limit, seed=context.seed,
+        )  # fmt: skip
+        record.write_text(json.dumps(choice.__dict__))
+    print(f"  {choice.describe()}", flush=True)
+    return choice.optimizer, choice.learning_rate, "; " + choice.describe()
+
+
+def _finetune_config(stage: Stage, context: StageContext, optimizer: str, learning_rate: float):
     from tfcompress.pruning.finetune import FinetuneConfig
 
     return FinetuneConfig(
         epochs=int(stage.option("epochs")),
-        learning_rate=float(stage.option("learning_rate")),
+        learning_rate=learning_rate,
+        optimizer=optimizer,
         seed=context.seed,
         freeze_batchnorm=stage.option("batchnorm") == "freeze",
     )
 
 
-def _finetune_options(stage: Stage, context: StageContext) -> dict:
+def _finetune_options(
+    stage: Stage, context: StageContext, optimizer: str = "sgd", learning_rate: float | None = None
+) -> dict:
+    rate = float(stage.option("learning_rate")) if learning_rate is None else learning_rate
     return {
-        "config": _finetune_config(stage, context),
+        "config": _finetune_config(stage, context, optimizer, rate),
         "teacher": context.teacher,
         "devices": context.devices,
         "backup_dir": context.work / "backup",
@@ -98,19 +130,20 @@ def run_slim(model: keras.Model, stage: Stage, context: StageContext) -> StageRe
     from tfcompress.lowrank.cost import model_macs
     from tfcompress.pruning.pipeline import slim_and_finetune
 
+    optimizer, rate, note = chosen_finetune(model, stage, context)
     thin, report = slim_and_finetune(
         model,
         context.data_dir,
         float(stage.option("ratio")),
         l1=float(stage.option("l1")),
         penalty_epochs=int(stage.option("penalty_epochs")),
-        **_finetune_options(stage, context),
+        **_finetune_options(stage, context, optimizer, rate),
     )
     summary = (
         f"removed {report.removed_channels} of {report.total_channels} BatchNorm channels "
         f"(|gamma| threshold {report.threshold:.3g}) after {stage.option('penalty_epochs')} penalty epoch(s); "
         f"params {model.count_params():,} -> {thin.count_params():,}, "
-        f"MACs {model_macs(model):,} -> {model_macs(thin):,}; finetuned {stage.option('epochs')} epoch(s)"
+        f"MACs {model_macs(model):,} -> {model_macs(thin):,}; finetuned {stage.option('epochs')} epoch(s){note}"
     )
     return StageResult(thin, summary, _as_messages(getattr(report, "skipped", [])))
 
@@ -132,13 +165,15 @@ def run_lowrank(model: keras.Model, stage: Stage, context: StageContext) -> Stag
         verbose=1 if context.verbose else 0,
     )
     factorized = apply_plan(model, plan, verbose=1 if context.verbose else 0)
+    optimizer, rate, note = chosen_finetune(model, stage, context) if int(stage.option("epochs")) > 0 else ("", 0, "")
     if int(stage.option("epochs")) > 0:
         factorized = finetune(
             factorized,
             context.work / "finetuned.keras",
             context.data_dir,
             epochs=int(stage.option("epochs")),
-            learning_rate=float(stage.option("learning_rate")),
+            learning_rate=rate,
+            optimizer=optimizer,
             teacher=context.teacher,
             devices=context.devices,
             backup_dir=context.work / "backup",
@@ -151,7 +186,8 @@ def run_lowrank(model: keras.Model, stage: Stage, context: StageContext) -> Stag
     summary = (
         f"{stage.option('method')} ranks for {stage.option('target_macs')} of the MACs: "
         f"{len(plan.layers)} layer(s) factored, MACs {model_macs(model):,} -> {model_macs(factorized):,}, "
-        f"params {model.count_params():,} -> {factorized.count_params():,}; finetuned {stage.option('epochs')} epoch(s)"
+        f"params {model.count_params():,} -> {factorized.count_params():,}; "
+        f"finetuned {stage.option('epochs')} epoch(s){note}"
     )
     return StageResult(factorized, summary, _as_messages(plan.skipped))
 
@@ -163,9 +199,11 @@ def run_prune(model: keras.Model, stage: Stage, context: StageContext) -> StageR
     from tfcompress.pruning.pipeline import prune_and_finetune
 
     target = float(stage.option("sparsity"))
+    optimizer, rate, choice_note = chosen_finetune(model, stage, context)
     pruned = prune_and_finetune(
-        model, context.data_dir, target, allocation=str(stage.option("allocation")), **_finetune_options(stage, context)
-    )
+        model, context.data_dir, target, allocation=str(stage.option("allocation")),
+        **_finetune_options(stage, context, optimizer, rate),
+    )  # fmt: skip
     reached = sparsity(pruned, only_pruned=False)
     note = ""
     if reached < target - 0.01:  # a run too short for the schedule's mask updates: finish in one shot
@@ -175,6 +213,7 @@ def run_prune(model: keras.Model, stage: Stage, context: StageContext) -> StageR
     summary = (
         f"pruned to {sparsity(pruned, only_pruned=False):.1%} zeros in the conv/dense kernels "
         f"({stage.option('allocation')} magnitude threshold), finetuned {stage.option('epochs')} epoch(s){note}"
+        f"{choice_note}"
     )
     return StageResult(pruned, summary, _pruning_skips(model))
 

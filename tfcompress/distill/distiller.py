@@ -96,8 +96,9 @@ def build_distiller(
         attention_weight: weight of each attention pair.
         feature_pairs: pairs of equal-shape layers for feature matching.
         feature_weight: total weight of the feature terms (shared equally by the pairs).
-        copy: copy both models first (in the current strategy scope); with ``False`` the
-            student passed in is trained in place and the teacher's ``trainable`` is set to False.
+        copy: copy the student first (in the current strategy scope); with ``False`` the student
+            passed in is trained in place. The teacher is always copied: the distiller makes it
+            non-trainable, and the caller's model must not change.
 
     Returns:
         The distiller; the trained student is ``distiller.student``.
@@ -126,8 +127,11 @@ def build_distiller(
         if alpha < 1.0:
             raise TfcompressError("no distillation term: give soft_weight > 0, attention_pairs or feature_pairs")
         terms, weights = [SoftTargets(temperature=float(temperature))], [0.0]
+    # Keras' Distiller makes its teacher non-trainable: always a copy, so that the caller's model stays as it
+    # was (a model later cloned from it would otherwise not train at all).
+    teacher = copy_model(teacher)
     if copy:
-        teacher, student = copy_model(teacher), copy_model(student)
+        student = copy_model(student)
     try:
         return SingleForwardDistiller(
             teacher=teacher,

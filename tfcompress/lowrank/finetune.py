@@ -42,6 +42,7 @@ def finetune(
     seed: int = 0,
     verbose: int | str = "auto",
     freeze_batchnorm: bool = False,
+    optimizer: str = "sgd",
 ) -> keras.Model:
     """Finetune a copy of ``model`` on ``data_dir``; save the best-validation weights to ``output``.
 
@@ -61,6 +62,7 @@ def finetune(
         verbose: Keras verbosity.
         freeze_batchnorm: BatchNorm in inference mode, AdamW at ``learning_rate`` x
             :data:`tfcompress.batchnorm.FROZEN_LEARNING_RATE_SCALE` (:mod:`tfcompress.batchnorm`).
+        optimizer: ``"sgd"`` or ``"adam"`` (AdamW at ``learning_rate`` as given, not scaled).
 
     Returns:
         The finetuned model.
@@ -72,10 +74,11 @@ def finetune(
         image_size=image_size,
         epochs=epochs,
         batch_size=batch_size,
-        learning_rate=learning_rate * (FROZEN_LEARNING_RATE_SCALE if freeze_batchnorm else 1.0),
+        learning_rate=learning_rate * (FROZEN_LEARNING_RATE_SCALE if freeze_batchnorm and optimizer == "sgd" else 1.0),
         warmup_epochs=0,
         seed=seed,
         pretrained=freeze_batchnorm,
+        optimizer=optimizer,
     )
     if freeze_batchnorm:  # the copies made below keep the layers' trainable flags
         model = freeze_statistics(_copy_in_scope(model))

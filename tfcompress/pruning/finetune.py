@@ -39,6 +39,12 @@ class FinetuneConfig:
     freeze_batchnorm: bool = False
     #: ``"sgd"`` (SGD + Nesterov) or ``"adam"`` (AdamW at ``learning_rate`` as given).
     optimizer: str = "sgd"
+    #: at most this many steps per epoch (``None``: the whole training split)
+    steps_per_epoch: int | None = None
+    #: ``learning_rate`` throughout instead of the cosine decay (the no-harm probe)
+    constant_learning_rate: bool = False
+    #: measure val top-1 after every epoch
+    validate: bool = True
 
 
 def steps_per_epoch(data_dir, batch_size: int, limit: int | None = None) -> tuple[int, int]:
@@ -83,7 +89,7 @@ def finetune(
     train_set = load_split(data_dir, "train", image_size, limit)
     val_set = load_split(data_dir, "val", image_size, limit)
     batch_size = min(config.batch_size, len(train_set))
-    steps = len(train_set) // batch_size
+    steps = min(len(train_set) // batch_size, config.steps_per_epoch or len(train_set))
     frozen = config.freeze_batchnorm
     scaled = frozen and config.optimizer == "sgd"  # an SGD step size made an AdamW one
     recipe = TrainConfig(
@@ -96,6 +102,7 @@ def finetune(
         warmup_epochs=0,
         seed=config.seed,
         optimizer=config.optimizer,
+        schedule="constant" if config.constant_learning_rate else "cosine",
     )
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
     with strategy.scope():
@@ -120,8 +127,16 @@ def finetune(
     if backup_dir is not None:  # first: it restores weights and the step before the masks are recomputed
         all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     all_callbacks += [make(model) for make in callbacks]
-    all_callbacks.append(_ValidationOf(model, validation))
-    trainer.fit(data, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose, shuffle=False)
+    if config.validate:
+        all_callbacks.append(_ValidationOf(model, validation))
+    trainer.fit(
+        data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch and steps,
+        callbacks=all_callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
     return unfreeze_statistics(model) if frozen else model
 
 
