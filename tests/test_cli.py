@@ -98,3 +98,18 @@ def test_negative_or_non_numeric_mixing_strengths_are_usage_errors(option, value
         main(["train", option, value, "-o", "m.keras"])
     assert exit_info.value.code == 2
     assert f"{option}: expected a number >= 0, got {value!r}" in capsys.readouterr().err
+
+
+def test_the_kits_warnings_are_one_line_in_the_tools_voice(tmp_path, image_folder):
+    from tfcompress.convert import to_tflite
+    from tfcompress.models import build_model
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(to_tflite(build_model("resnet8", num_classes=3, image_size=16, width=4)))
+    (image_folder / "class0" / "img4.png").write_bytes(b"not a png")  # listed in val.txt
+    result = run_cli("eval", str(model), "--data", str(image_folder), "--split", "val", "--runs", "1")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
+    assert warnings and all(line.startswith("tfcompress eval: warning: ") for line in warnings), result.stderr
+    assert any("skipping unreadable image" in line and "img4.png" in line for line in warnings)
+    assert "UserWarning" not in result.stderr and ".py:" not in result.stderr

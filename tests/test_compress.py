@@ -78,6 +78,7 @@ def test_every_recipe_writes_a_smaller_file_that_matches_its_keras_model(tiny, r
         same = [np.array_equal(layer.moving_variance.numpy(), bn[layer.name].moving_variance.numpy()) for layer in kept]
         if recipe == "pq":
             assert "BatchNorm statistics not learned on these data: frozen" in card and all(same)
+            assert "## Warnings\n\n- left float: Conv2D: the first layer stays float (1 layer: " in card
         else:
             assert "BatchNorm" not in card and not any(same)
 

@@ -72,10 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_warning_in_our_voice(command: str):
+    """A ``warnings.showwarning`` that prints the kit's own warnings as ``tfcompress CMD: warning: ...`` on one line.
+
+    Warnings raised inside ``tfcompress`` are messages to the user, not source locations: no path, no code
+    line. Other libraries' warnings keep Python's format.
+    """
+    import warnings
+
+    default = warnings.showwarning
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not os.path.abspath(filename).startswith(package):
+            default(message, category, filename, lineno, file, line)
+            return
+        print(f"tfcompress {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr, flush=True)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    import warnings
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    previous_show = warnings.showwarning
+    warnings.showwarning = show_warning_in_our_voice(args.command)
     args.command_line = ["tfcompress", *(sys.argv[1:] if argv is None else argv)]  # recorded in model cards
     try:
         if hasattr(args, "check_options"):  # a mistake is reported before any cluster is joined
@@ -91,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tfcompress {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_show
     return 0
 
 

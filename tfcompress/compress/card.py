@@ -112,6 +112,8 @@ def card_text(result, input_path: str | os.PathLike) -> str:
             f"| {len(result.stages) + 1} | `int8` | full-integer post-training quantization by the TFLite converter "
             f"({recipe.option('int8', 'calibration_images')} calibration images) | - | - |"
         )
+    if result.warnings:
+        lines += ["", "## Warnings", "", *(f"- {message}" for message in result.warnings)]
     if result.measurements:
         lines += ["", "## Measured", "", *measurement_table(result, input_path), ""]
         lines.append(

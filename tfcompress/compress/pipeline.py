@@ -20,10 +20,12 @@ never modified.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,8 @@ class CompressResult:
     command: str = ""
     #: test top-1 points the output may lose before the card warns and ``tfcompress compress`` fails
     max_loss: float = 10.0
+    #: the kit's warnings during the run (also printed as they came), for the card
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def lost_too_much(self) -> str | None:
@@ -72,6 +76,7 @@ class CompressResult:
     def to_dict(self) -> dict:
         return {
             "lost_too_much": self.lost_too_much,
+            "warnings": self.warnings,
             "recipe": self.recipe.to_dict(),
             "output": str(self.output),
             "keras": str(self.keras_path),
@@ -274,6 +279,24 @@ def convert_result(model: keras.Model, recipe: Recipe, data_dir=None, limit: int
     return to_tflite(model, int8=recipe.int8, calibration=calibration, sparse=None, int8_weights=binary)
 
 
+@contextlib.contextmanager
+def recording_warnings(messages: list[str]):
+    """Append the message of every warning raised inside ``tfcompress`` to ``messages``, still showing it."""
+    previous = warnings.showwarning
+    package = str(Path(__file__).resolve().parent.parent)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if str(Path(filename).resolve()).startswith(package):
+            messages.append(" ".join(str(message).split()))
+        previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield messages
+    finally:
+        warnings.showwarning = previous
+
+
 def input_tflite(model: keras.Model, work: Path, input_sha: str) -> Path:
     """The input model as a float ``.tflite`` (the baseline), cached in ``work``."""
     from tfcompress.convert import to_tflite
@@ -354,11 +377,16 @@ def compress(
     if not chief:  # its own stage checkpoints: workers on one machine must not write over each other
         work = work / f"worker-{devices.index}"
     work.mkdir(parents=True, exist_ok=True)
-    compressed, records = run_stages(model, recipe, work, state_sha, data_dir, teacher, devices, limit, seed, verbose)
-    print("converting ...", flush=True)
-    data = convert_result(compressed, recipe, data_dir, limit)
+    raised: list[str] = []
+    with recording_warnings(raised):
+        compressed, records = run_stages(
+            model, recipe, work, state_sha, data_dir, teacher, devices, limit, seed, verbose
+        )
+        print("converting ...", flush=True)
+        data = convert_result(compressed, recipe, data_dir, limit)
     staged = write_bytes_atomic(work / f"output-{recipe_key(recipe)}.tflite", data, force=True)
     result = CompressResult(recipe, output, keras_path, records, len(data), command=command, max_loss=max_loss)
+    result.warnings = list(dict.fromkeys(raised))
     if not chief:  # the training was the cluster's; measuring and writing the outputs is worker 0's
         result.seconds = time.perf_counter() - start
         return result
