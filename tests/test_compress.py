@@ -301,3 +301,12 @@ def test_the_recipe_option_choices_are_the_methods_own():
     assert set(CHOICES[("pq", "block_size")]) == {"auto", *BLOCK_PRESETS}
     assert set(CHOICES[("lowrank", "method")]) == set(METHODS)
     assert set(CHOICES[("prune", "allocation")]) == set(ALLOCATIONS)
+
+
+def test_the_pq_progress_bar_counts_the_recipes_epochs(tiny, capsys):
+    root, data = tiny
+    assert run_compress(root, data, "pq", "pq_epochs", "--epochs", "3") == 0
+    printed = capsys.readouterr().out
+    assert "Epoch 3/3" in printed and "Epoch 4/" not in printed
+    card = (root / "pq_epochs.md").read_text()
+    assert "codebooks finetuned 3 epoch(s)" in card

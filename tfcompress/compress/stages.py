@@ -272,6 +272,7 @@ def run_pq(model: keras.Model, stage: Stage, context: StageContext) -> StageResu
         em_iterations=int(stage.option("em_iterations")),
         layer_steps=int(stage.option("layer_steps")),
         global_steps=pq_global_steps(int(stage.option("epochs")), len(calibration)),
+        global_steps_per_epoch=pq_global_steps(1, len(calibration)),  # the progress bar counts the recipe's epochs
         learning_rate=float(stage.option("learning_rate")),
         temperature=float(stage.option("temperature")),
         augment=True,

@@ -91,6 +91,7 @@ def finetune_codebooks(
     augment: bool = False,
     seed: int = 0,
     verbose: int | str = 0,
+    steps_per_epoch: int | None = None,
 ) -> list[float]:
     """Distil ``teacher`` into ``student`` for ``steps`` batches, moving only ``trainable``.
 
@@ -109,6 +110,8 @@ def finetune_codebooks(
         update_batchnorm: run BatchNorm in training mode so its statistics are updated.
         augment: apply :func:`tfcompress.data.augment_batch` (image inputs in [0, 255]).
         verbose: Keras ``fit`` verbosity.
+        steps_per_epoch: steps of one progress-bar epoch (a pass over ``images``: the unit the
+            ``compress`` recipe counts in); default: epochs of 200 steps.
     """
     import tensorflow as tf
 
@@ -125,7 +128,7 @@ def finetune_codebooks(
             student_training=update_batchnorm,
         )
         distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
-        epochs = max(1, steps // 200)
+        epochs = max(1, steps // (steps_per_epoch or 200))
         history = distiller.fit(
             dataset, epochs=epochs, steps_per_epoch=max(1, steps // epochs), verbose=verbose, shuffle=False
         )

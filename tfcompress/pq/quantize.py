@@ -180,6 +180,7 @@ class ProductQuantizer:
         gram_samples: int = 128,
         layer_steps: int = 100,
         global_steps: int = 400,
+        global_steps_per_epoch: int | None = None,
         learning_rate: float = 1e-4,
         global_learning_rate: float | None = None,
         temperature: float = 1.0,
@@ -209,6 +210,7 @@ class ProductQuantizer:
         self.gram_samples = gram_samples
         self.layer_steps = layer_steps
         self.global_steps = global_steps
+        self.global_steps_per_epoch = global_steps_per_epoch
         self.learning_rate = learning_rate
         self.global_learning_rate = global_learning_rate or learning_rate
         self.temperature = temperature
@@ -439,6 +441,7 @@ class ProductQuantizer:
                 augment=self.augment,
                 seed=self.seed,
                 verbose=self.verbose and "auto",
+                steps_per_epoch=self.global_steps_per_epoch,
             )
             final = keras.models.clone_model(student)
             final.set_weights(student.get_weights())
@@ -477,7 +480,8 @@ def quantize(
             ``layers`` / ``skip`` (names), ``quantize_first_layer`` (False),
             ``activation_aware`` (True; False is plain k-means), ``em_iterations`` (30),
             ``gram_samples`` (128 inputs for ``G``), ``layer_steps`` (100),
-            ``global_steps`` (400), ``learning_rate`` (1e-4, Adam), ``temperature`` (1),
+            ``global_steps`` (400), ``global_steps_per_epoch`` (the progress bar's epoch; 200),
+            ``learning_rate`` (1e-4, Adam), ``temperature`` (1),
             ``batch_size`` (32), ``augment``, ``update_batchnorm`` (True: BatchNorm in
             training mode during the global finetune; False for a model whose statistics
             were not learned on the data, :mod:`tfcompress.batchnorm`), ``strategy``, ``checkpoint_dir`` (resume
