@@ -310,3 +310,26 @@ def test_the_pq_progress_bar_counts_the_recipes_epochs(tiny, capsys):
     assert "Epoch 3/3" in printed and "Epoch 4/" not in printed
     card = (root / "pq_epochs.md").read_text()
     assert "codebooks finetuned 3 epoch(s)" in card
+
+
+def test_a_resumed_lowrank_run_keeps_the_rank_search(tiny, monkeypatch, capsys):
+    from tfcompress import lowrank
+
+    root, data = tiny
+    work = ["--work", str(root / "lowrank_resume.work")]
+
+    def interrupted_finetune(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lowrank, "finetune", interrupted_finetune)
+    assert run_compress(root, data, "lowrank", "lowrank_resume", *work) == 130
+    assert len(list((root / "lowrank_resume.work").glob("1-lowrank-*/plan.json"))) == 1
+    monkeypatch.undo()
+
+    def no_second_search(*args, **kwargs):
+        raise AssertionError("the rank search ran again")
+
+    monkeypatch.setattr(lowrank, "choose_plan", no_second_search)
+    capsys.readouterr()
+    assert run_compress(root, data, "lowrank", "lowrank_resume", *work) == 0
+    assert "ranks from the search an earlier run kept" in capsys.readouterr().out

@@ -149,21 +149,32 @@ def run_slim(model: keras.Model, stage: Stage, context: StageContext) -> StageRe
 
 
 def run_lowrank(model: keras.Model, stage: Stage, context: StageContext) -> StageResult:
-    """Low-rank factorization with ranks searched for ``target_macs`` of the MACs, then a distilled finetune."""
-    from tfcompress.lowrank import Target, apply_plan, choose_plan, finetune, model_macs, top1_evaluator
+    """Low-rank factorization with ranks searched for ``target_macs`` of the MACs, then a distilled finetune.
 
-    evaluate = None
-    if int(stage.option("eval_images")) > 0:
-        size = int(model.inputs[0].shape[1])
-        evaluate = top1_evaluator(context.data_dir, size, int(stage.option("eval_images")))
-    plan = choose_plan(
-        model,
-        str(stage.option("method")),
-        target=Target("macs", float(stage.option("target_macs"))),
-        evaluate=evaluate,
-        rank_multiple=int(stage.option("rank_multiple")),
-        verbose=1 if context.verbose else 0,
-    )
+    The searched plan is kept in the stage's folder: a resumed run goes straight on to the finetune.
+    """
+    from tfcompress.fileio import write_text_atomic
+    from tfcompress.lowrank import Target, apply_plan, choose_plan, finetune, model_macs, top1_evaluator
+    from tfcompress.lowrank.plan import Plan
+
+    searched = context.work / "plan.json"
+    if searched.is_file():
+        plan = Plan.from_json(searched.read_text())
+        print(f"  ranks from the search an earlier run kept ({searched})", flush=True)
+    else:
+        evaluate = None
+        if int(stage.option("eval_images")) > 0:
+            size = int(model.inputs[0].shape[1])
+            evaluate = top1_evaluator(context.data_dir, size, int(stage.option("eval_images")))
+        plan = choose_plan(
+            model,
+            str(stage.option("method")),
+            target=Target("macs", float(stage.option("target_macs"))),
+            evaluate=evaluate,
+            rank_multiple=int(stage.option("rank_multiple")),
+            verbose=1 if context.verbose else 0,
+        )
+        write_text_atomic(searched, plan.to_json(), force=True)
     factorized = apply_plan(model, plan, verbose=1 if context.verbose else 0)
     optimizer, rate, note = chosen_finetune(model, stage, context) if int(stage.option("epochs")) > 0 else ("", 0, "")
     if int(stage.option("epochs")) > 0:

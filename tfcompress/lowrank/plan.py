@@ -65,6 +65,33 @@ class Plan:
         """Layer name -> rank."""
         return {layer.name: layer.rank for layer in self.layers}
 
+    def to_json(self) -> str:
+        """The plan as JSON (a rank search's result, kept so that a resumed run does not search again)."""
+        import json
+        from dataclasses import asdict
+
+        return json.dumps(
+            {
+                "method": self.method,
+                "layers": [asdict(layer) for layer in self.layers],
+                "skipped": [list(record) for record in self.skipped],
+                "options": asdict(self.options),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """The plan :meth:`to_json` wrote."""
+        import json
+
+        data = json.loads(text)
+        layers = [
+            LayerPlan(**{**layer, "rank": tuple(layer["rank"]) if isinstance(layer["rank"], list) else layer["rank"]})
+            for layer in data["layers"]
+        ]
+        skipped = [SkippedLayer(*record) for record in data["skipped"]]
+        return cls(data["method"], layers, skipped, FitOptions(**data["options"]))
+
     def summary(self) -> str:
         """A few lines: one per layer, then the totals over the factorized layers."""
         lines = []
