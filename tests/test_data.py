@@ -86,3 +86,12 @@ def test_training_dataset_is_augmented_and_shaped(image_folder):
     np.testing.assert_array_equal(plain, data.images[:4].astype(np.float32))
     assert augmented.min() >= 0.0 and augmented.max() <= 255.0
     assert not np.allclose(augmented, plain)
+
+
+def test_files_that_no_split_lists_are_counted_in_a_warning(image_folder):
+    from tfcompress.data import list_split
+
+    (image_folder / "class1" / "stray.jpg").write_bytes(b"not an image, and in no list")
+    with pytest.warns(UserWarning, match=r"1 file\(s\) in the class folders of .* in no split list .*class1/stray"):
+        entries, _, _ = list_split(image_folder, "train")
+    assert "class1/stray.jpg" not in entries

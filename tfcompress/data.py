@@ -90,6 +90,17 @@ def _hash_fraction(relative_path: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def unlisted_files(root: Path, class_names: list[str]) -> list[str]:
+    """Files of the class folders that none of the split lists present in ``root`` names (sorted, relative)."""
+    listed: set[str] = set()
+    for name in SPLITS:
+        list_file = root / f"{name}.txt"
+        if list_file.is_file():
+            listed.update(line.strip() for line in list_file.read_text().splitlines() if line.strip())
+    files = (f"{name}/{p.name}" for name in class_names for p in (root / name).iterdir() if p.is_file())
+    return sorted(entry for entry in files if entry not in listed and not Path(entry).name.startswith("."))
+
+
 def list_split(data_dir: str | os.PathLike, split: str | None) -> tuple[list[str], list[int], list[str]]:
     """Relative image paths, their class indices, and the class names of one split.
 
@@ -108,6 +119,13 @@ def list_split(data_dir: str | os.PathLike, split: str | None) -> tuple[list[str
     list_file = root / f"{split}.txt" if split else None
     if list_file is not None and list_file.is_file():
         entries = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+        unused = unlisted_files(root, class_names)
+        if unused:
+            warnings.warn(
+                f"{len(unused)} file(s) in the class folders of {root} are in no split list "
+                f"({', '.join(f'{name}.txt' for name in SPLITS)}) and are not used, e.g. {unused[0]}",
+                stacklevel=2,
+            )
     else:
         entries = sorted(f"{name}/{p.name}" for name in class_names for p in (root / name).iterdir() if _is_image(p))
         if split is not None:
