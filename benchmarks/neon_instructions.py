@@ -1,15 +1,16 @@
 """NEON figures without a device: guest instructions per inference on an emulated Raspberry Pi 4.
 
     .venv/bin/python benchmarks/neon_instructions.py [--models flowers_float flowers_int8 ...]
-        [--ops] [--runs 3] [--kernels both|xnnpack|builtin]
+        [--ops] [--runs 8] [--warmup 3] [--repeat] [--kernels both|xnnpack|builtin]
 
-Each model runs in the Pi app's classifier (``flowerpi.classifier.Classifier``, ai-edge-litert,
-1 thread, the aarch64 op library for the custom ops) under ``qemu-aarch64`` with
+Each model runs in ai-edge-litert (1 thread; the aarch64 op library as a delegate for the custom
+ops, as the Pi app loads it) on a fixed random input under ``qemu-aarch64`` with
 ``QEMU_CPU=cortex-a72``, the aarch64 Python of ``make pi-check`` and a qemu TCG plugin of ours
 (``benchmarks/qemu_plugin/count_instructions.c``) that counts every guest instruction executed.
-Instructions per inference = (count after ``1 + runs`` inferences - count after 1) / ``runs``:
-loading, the first run and Python's own start-up cancel out. A count is repeatable (the same
-binary, model and input give the same figure whatever the host's load) and moves when a kernel
+Instructions per inference = (count after ``warmup + runs`` inferences - count after ``warmup``) /
+``runs``: loading, the first runs (XNNPACK packs weights lazily) and Python's own start-up cancel
+out. A count is repeatable (the same binary, model and input give the same figure whatever the
+host's load: checked by ``--repeat``) and moves when a kernel
 changes; it is not a time: an instruction of a NEON multiply-accumulate and of a scalar add
 count the same, and memory stalls are not seen. ``--ops`` adds single-op models (a 3x3
 convolution of a 28x28x64 input to 64 channels: float, int8, binary ``TfcBinaryConv2D``, and a
@@ -42,19 +43,32 @@ ARM_LIBRARY = ROOT / "build/native-aarch64/libtfcompress_ops.so"
 PLUGIN_SOURCE = ROOT / "benchmarks/qemu_plugin/count_instructions.c"
 QEMU_CPU = "cortex-a72"
 
-#: Runs in the emulated Python: the app's classifier on one fixed image, ``count`` inferences.
+#: Runs in the emulated Python: the model on one fixed random input, ``count`` inferences (the op library's
+#: delegate when the model has tfcompress ops, as the Pi app loads it; any input shape, for single-op files).
 RUNNER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from flowerpi.classifier import Classifier
-classifier = Classifier(sys.argv[2], threads=1, runtime="ai_edge_litert", ops_library=sys.argv[3],
-                        xnnpack=sys.argv[4] == "xnnpack")
-width, height = classifier.image_size
-image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+from ai_edge_litert import interpreter as litert
+from flowerpi.delegation import delegated_nodes
+from flowerpi.tflite_file import custom_op_names
+content = open(sys.argv[2], "rb").read()
+delegates = [litert.load_delegate(sys.argv[3], {"num_threads": "1"})] if custom_op_names(content, "m") else []
+kinds = litert.OpResolverType
+resolver = kinds.AUTO if sys.argv[4] == "xnnpack" else kinds.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+interpreter = litert.Interpreter(model_content=content, num_threads=1, experimental_delegates=delegates or None,
+                                 experimental_op_resolver_type=resolver)
+interpreter.allocate_tensors()
+given = interpreter.get_input_details()[0]
+info = np.iinfo(given["dtype"]) if np.issubdtype(given["dtype"], np.integer) else None
+rng = np.random.default_rng(0)
+x = (rng.integers(info.min, info.max + 1, given["shape"]) if info else rng.uniform(0, 255, given["shape"]))
+x = x.astype(given["dtype"])
 for _ in range(int(sys.argv[5])):
-    classifier.scores(image)
-print(f"{classifier.delegated[0]}/{classifier.delegated[1]}")
+    interpreter.set_tensor(given["index"], x)
+    interpreter.invoke()
+taken, nodes = delegated_nodes(interpreter)
+print(f"{taken}/{nodes}")
 """
 
 
@@ -97,7 +111,7 @@ def count(qemu: str, plugin: Path, model: Path, kernels: str, inferences: int) -
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "count.txt"
         env = {**os.environ, "PYTHONPATH": str(AARCH64_ROOT / "site"), "QEMU_CPU": QEMU_CPU,
-               "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}  # fmt: skip
         python = [qemu, "-plugin", f"{plugin},out={out}", "-L", str(AARCH64_ROOT / "root"),
                   str(AARCH64_ROOT / "root/usr/bin/python3.11")]  # fmt: skip
         app = str(ROOT / "android_demo/raspberry_pi")
@@ -148,13 +162,15 @@ def markdown(result: dict) -> str:
         "",
         f"Written by `{result['command']}` ({result['date']}). {result['how']}",
         "",
-        "| file | builtin-op kernels | nodes delegated | instructions per inference (M) | vs float file |",
-        "|---|---|---|---:|---:|",
+        "| file | builtin-op kernels | nodes delegated | instructions per inference (M) | again (M) | vs float file |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for row in result["rows"]:
         ratio = f"{row['vs_float']:.2f}x fewer" if row.get("vs_float") else "-"
+        again = ", ".join(f"{value / 1e6:,.2f}" for value in row.get("repeated", [])) or "-"
         lines.append(
-            f"| `{row['file']}` | {row['kernels']} | {row['delegated']} | {row['instructions'] / 1e6:,.2f} | {ratio} |"
+            f"| `{row['file']}` | {row['kernels']} | {row['delegated']} | {row['instructions'] / 1e6:,.2f} | {again} "
+            f"| {ratio} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -163,7 +179,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="model stems under models/ (default: every models/*.tflite)")
     parser.add_argument("--ops", action="store_true", help="also single-op models (op-level figures)")
-    parser.add_argument("--runs", type=int, default=3, help="inferences counted after the first (default: 3)")
+    parser.add_argument("--runs", type=int, default=8, help="inferences counted after the warm-up (default: 8)")
+    parser.add_argument("--warmup", type=int, default=3, help="inferences before the counted ones (default: 3)")
+    parser.add_argument("--repeat", action="store_true", help="measure every count twice (a repeatability check)")
     parser.add_argument("--kernels", choices=("both", "xnnpack", "builtin"), default="both")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/neon_instructions")
     args = parser.parse_args()
@@ -184,10 +202,13 @@ def main() -> int:
     rows = []
     for model in models:
         for kernels in kernel_modes:
-            first, delegated = count(qemu, plugin, model, kernels, 1)
-            more, _ = count(qemu, plugin, model, kernels, 1 + args.runs)
-            rows.append({"file": model.name, "kernels": kernels, "delegated": delegated,
-                         "instructions": round((more - first) / args.runs)})  # fmt: skip
+            measured = []
+            for _ in range(2 if args.repeat else 1):
+                first, delegated = count(qemu, plugin, model, kernels, args.warmup)
+                more, _ = count(qemu, plugin, model, kernels, args.warmup + args.runs)
+                measured.append(round((more - first) / args.runs))
+            rows.append({"file": model.name, "kernels": kernels, "delegated": delegated, "instructions": measured[0],
+                         "repeated": measured[1:]})  # fmt: skip
             print(f"{model.name} ({kernels}): {rows[-1]['instructions'] / 1e6:,.2f} M instructions per inference, "
                   f"delegated {delegated}", flush=True)  # fmt: skip
     floats = {(r["kernels"], r["file"]): r["instructions"] for r in rows}
@@ -204,7 +225,8 @@ def main() -> int:
         "qemu_cpu": QEMU_CPU,
         "how": (
             f"`QEMU_CPU={QEMU_CPU}`, ai-edge-litert (aarch64 wheel), 1 thread, the aarch64 op library (NEON kernels); "
-            f"(instructions after {1 + args.runs} inferences - after 1) / {args.runs}, counted by "
+            f"(instructions after {args.warmup + args.runs} inferences - after {args.warmup}) / {args.runs}, "
+            "counted by "
             "`benchmarks/qemu_plugin/count_instructions.c`. 'vs float file': the float file of the same network "
             "and kernels (`flowers_float` for the ResNets, `flowers_effnet_lite0` for the EfficientNets, the "
             "float op for the single-op files)."
