@@ -156,7 +156,10 @@ def load_teacher(teacher_path: str | os.PathLike | None, input_sha: str) -> tupl
 #: in training mode: on the fine-tuned EfficientNet-Lite0 (statistics mismatch 0.47), frozen against
 #: updated gave PQ (block size small) 65.85% against 39.38% on flowers5 test, but prune 46.92%
 #: against 57.23% and slim 50.31% against 66.77% (``--set X.batchnorm=freeze`` / ``update``;
-#: the updated runs are benchmarks/results/compress_flowers5_effnet_lite0.md's).
+#: the updated runs are benchmarks/results/compress_flowers5_effnet_lite0.md's). At 50% sparsity the
+#: order reverses: frozen (AdamW 1e-4) -1.38 points on test, updated -12.00 (SGD 0.01) and -24.00
+#: (AdamW 1e-4) (benchmarks/results/finetune_factors_flowers_effnet_lite0_prune50.md): which one a
+#: pruning stage needs depends on how much it prunes, so ``auto`` keeps updating there for now.
 FREEZE_WHEN_FOREIGN = ("pq", "share")
 
 
