@@ -333,3 +333,20 @@ def test_a_resumed_lowrank_run_keeps_the_rank_search(tiny, monkeypatch, capsys):
     capsys.readouterr()
     assert run_compress(root, data, "lowrank", "lowrank_resume", *work) == 0
     assert "ranks from the search an earlier run kept" in capsys.readouterr().out
+
+
+def test_a_loss_too_few_images_cannot_confirm_does_not_fail_the_command():
+    from types import SimpleNamespace
+
+    from tfcompress.compress.card import drop_warning
+    from tfcompress.compress.measure import FileMeasurement
+
+    base = FileMeasurement("in.tflite", 10, {"test": 1 / 3}, {"test": 3}, correct={"test": "100"})
+    out = FileMeasurement("out.tflite", 5, {"test": 0.0}, {"test": 3}, correct={"test": "000"})
+    result = SimpleNamespace(measurements={"input": base, "output": out})
+    assert drop_warning(result, 10.0) is None  # -33 points, 95% interval (-86.7, +20.0): noise
+    many = "1" * 60 + "0" * 40
+    base = FileMeasurement("in.tflite", 10, {"test": 0.6}, {"test": 100}, correct={"test": many})
+    out = FileMeasurement("out.tflite", 5, {"test": 0.3}, {"test": 100}, correct={"test": "1" * 30 + "0" * 70})
+    result = SimpleNamespace(measurements={"input": base, "output": out})
+    assert drop_warning(result, 10.0).startswith("the compressed model lost 30.00 points of test top-1")

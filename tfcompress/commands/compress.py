@@ -60,8 +60,8 @@ def _compress(args: argparse.Namespace) -> None:
         _print_result(result)
         if result.lost_too_much and not args.allow_drop:
             raise TfcompressError(
-                f"{result.lost_too_much}: {args.output} is written for inspection and its card says so; try "
-                "fewer epochs' worth of compression (--set) or another recipe, or pass --allow-drop to accept it"
+                f"{result.lost_too_much}: {args.output} is written for inspection and its card says so; try a "
+                "smaller amount (--set, e.g. prune.sparsity=0.5) or another recipe, or pass --allow-drop to accept it"
             )
     else:
         print(f"worker {args.devices.index} done: {result.tflite_bytes:,} bytes; worker 0 writes {args.output}")
@@ -189,8 +189,8 @@ def add_commands(subparsers) -> None:
         type=positive_float,
         default=10.0,
         metavar="P",
-        help="a recipe whose output loses more than P points of test top-1 fails (non-zero exit, warning in the "
-        "card) unless --allow-drop (default: 10)",
+        help="a recipe whose output loses more than P points of test top-1 (a loss its paired 95%% interval "
+        "confirms) fails (non-zero exit, warning in the card) unless --allow-drop (default: 10)",
     )
     parser.add_argument(
         "--allow-drop", action="store_true", help="exit 0 even when the output loses more than --max-loss"

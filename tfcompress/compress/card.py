@@ -33,13 +33,19 @@ def top1_change(base, out, split: str) -> str:
 
 
 def drop_warning(result, max_loss: float) -> str | None:
-    """A one-line warning when the output lost more than ``max_loss`` points of test top-1, else ``None``."""
+    """A one-line warning when the output lost more than ``max_loss`` points of test top-1, and the loss is
+    real (the paired 95% interval of the change lies below zero), else ``None``."""
+    from tfcompress.paired import paired_difference
+
     if not result.measurements or "test" not in result.measurements["output"].top1:
         return None
     base, out = result.measurements["input"], result.measurements["output"]
     lost = 100 * (base.top1["test"] - out.top1["test"])
     if lost <= max_loss:
         return None
+    paired = "test" in out.correct and "test" in base.correct
+    if paired and paired_difference(out.correct_on("test"), base.correct_on("test")).high >= 0:
+        return None  # too few test images to tell the loss from noise
     return (
         f"the compressed model lost {lost:.2f} points of test top-1 ({100 * out.top1['test']:.2f}% against "
         f"{100 * base.top1['test']:.2f}%; change {top1_change(base, out, 'test')}), more than the {max_loss:g} "
