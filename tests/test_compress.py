@@ -350,3 +350,19 @@ def test_a_loss_too_few_images_cannot_confirm_does_not_fail_the_command():
     out = FileMeasurement("out.tflite", 5, {"test": 0.3}, {"test": 100}, correct={"test": "1" * 30 + "0" * 70})
     result = SimpleNamespace(measurements={"input": base, "output": out})
     assert drop_warning(result, 10.0).startswith("the compressed model lost 30.00 points of test top-1")
+
+
+def test_learning_rate_auto_probes_the_model_says_so_in_the_card_and_keeps_the_choice(tiny, capsys):
+    root, data = tiny
+    auto = ["--set", "prune.learning_rate=auto", "--set", "prune.optimizer=auto", "--work", str(root / "auto.work")]
+    assert run_compress(root, data, "pruned", "auto_lr", *auto) == 0
+    assert "chosen by a no-harm probe" in (root / "auto_lr.md").read_text()
+    (kept,) = (root / "auto.work").glob("1-prune-*/finetune_choice.json")
+    choice = json.loads(kept.read_text())
+    assert (choice["optimizer"], choice["learning_rate"]) in {
+        ("sgd", 0.01),
+        ("adam", 1e-4),
+        ("sgd", 0.001),
+        ("adam", 1e-5),
+    }
+    assert len(choice["tried"]) >= 1 and all(0.0 <= agreement <= 1.0 for _, _, agreement in choice["tried"])

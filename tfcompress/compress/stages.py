@@ -62,6 +62,7 @@ def chosen_finetune(model: keras.Model, stage: Stage, context: StageContext):
     import json
 
     from tfcompress.compress.finetune_choice import CANDIDATES, FinetuneChoice, choose_finetune
+    from tfcompress.fileio import write_text_atomic
 
     optimizer, rate = str(stage.options.get("optimizer", "sgd")), str(stage.option("learning_rate"))
     if rate != "auto":
@@ -75,7 +76,7 @@ def chosen_finetune(model: keras.Model, stage: Stage, context: StageContext):
             model, context.teacher, context.data_dir, stage.option("batchnorm") == "freeze", candidates,
             limit=context.limit, seed=context.seed,
         )  # fmt: skip
-        record.write_text(json.dumps(choice.__dict__))
+        write_text_atomic(record, json.dumps(choice.__dict__), force=True)
     print(f"  {choice.describe()}", flush=True)
     return choice.optimizer, choice.learning_rate, "; " + choice.describe()
 
